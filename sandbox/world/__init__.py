@@ -1,0 +1,1 @@
+"""The sandbox shop world: a deterministic synthetic population and its ground truth."""
