@@ -36,7 +36,7 @@ class WorldConfig:
     days: int = 90
     future_days: int = 14
     end: datetime = DEFAULT_END
-    chunk_size: int = 20_000
+    chunk_size: int = 10_000
 
     @property
     def start(self) -> datetime:

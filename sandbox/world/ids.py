@@ -21,7 +21,8 @@ class Ids:
 
     def klaviyo_id(self) -> str:
         """Klaviyo ids are 26-character ULIDs (Crockford base32)."""
-        return "01" + "".join(self.rng.choice(_CROCKFORD) for _ in range(24))
+        bits = self.rng.getrandbits(120)
+        return "01" + "".join(_CROCKFORD[(bits >> (5 * i)) & 31] for i in range(24))
 
     def klaviyo_list_id(self) -> str:
         return "".join(self.rng.choice(_ALNUM) for _ in range(6))

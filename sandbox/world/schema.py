@@ -7,6 +7,7 @@ per page, which keeps the Parquet files flat and fast to scan.
 """
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TS = pa.timestamp("us", tz="UTC")
 S = pa.string()
@@ -143,8 +144,9 @@ def to_arrow(table: str, columns: dict[str, list]) -> pa.Table:
     for field in schema:
         values = columns[field.name]
         if field.type == TS:
-            micros = [None if v is None else int(v * 1_000_000) for v in values]
-            arrays.append(pa.array(micros, type=pa.int64()).cast(TS))
+            seconds = pa.array(values, type=pa.float64())
+            micros = pc.cast(pc.multiply(seconds, 1_000_000.0), pa.int64(), safe=False)
+            arrays.append(micros.cast(TS))
         else:
             arrays.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(arrays, schema=schema)

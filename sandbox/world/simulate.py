@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+
+import orjson
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -229,7 +231,7 @@ class ChunkSimulator:
             ev.emit("Product List Viewed", t, {"category": person.favourite, "list_id": person.favourite.lower()})
             t += rng.uniform(5, 60)
         cart: list[tuple[Product, int]] = []
-        for _ in range(1 + int(rng.expovariate(1 / 2.5))):
+        for _ in range(1 + int(rng.expovariate(1 / 2.0))):
             p = self._pick_product(person)
             ev.emit("Product Viewed", t, _product_props(p))
             t += rng.uniform(10, 120)
@@ -623,24 +625,36 @@ class _EventWriter:
         self.sim, self.person, self.device, self.utm = sim, person, device, utm
         self.user_id: str | None = None
         self.cart_id = sim.ids.hex(24)
+        self.columns = sim.cols["mixpanel_events"]
+        self.context = {"$os": device.os, "$browser": device.browser, "$device_type": device.kind, "mp_lib": "web",
+                        "utm_source": utm[0], "utm_medium": utm[1]}
 
     def emit(self, event: str, t: float, props: dict) -> None:
+        # The hot path of generation (tens of millions of calls for a large world): append to
+        # the column lists directly and serialise with orjson.
         sim = self.sim
         rng = sim.rng
-        insert_id = sim.ids.hex(24)
-        late = rng.random() < 0.02
-        arrived = t + (rng.uniform(DAY, 3 * DAY) if late else rng.uniform(1, 5))
-        distinct_id = self.user_id or f"$device:{self.device.device_id}"
-        full = {"time": int(t), "distinct_id": distinct_id, "$device_id": self.device.device_id}
+        insert_id = f"{rng.getrandbits(96):024x}"
+        arrived = t + (rng.uniform(DAY, 3 * DAY) if rng.random() < 0.02 else rng.uniform(1, 5))
+        device = self.device
+        distinct_id = self.user_id or f"$device:{device.device_id}"
+        full = {"time": int(t), "distinct_id": distinct_id, "$device_id": device.device_id}
         if self.user_id:
             full["$user_id"] = self.user_id
-        full.update({"$insert_id": insert_id, "mp_processing_time_ms": int(arrived * 1000), "$os": self.device.os,
-                     "$browser": self.device.browser, "$device_type": self.device.kind, "mp_lib": "web",
-                     "utm_source": self.utm[0], "utm_medium": self.utm[1]})
+        full["$insert_id"] = insert_id
+        full["mp_processing_time_ms"] = int(arrived * 1000)
+        full.update(self.context)
         full.update(props)
-        sim._emit("mixpanel_events", insert_id=insert_id, event=event, time=t, arrived_at=arrived,
-                  distinct_id=distinct_id, device_id=self.device.device_id, user_id=self.user_id,
-                  properties=json.dumps(full, separators=(",", ":")), _person_id=self.person.person_id)
+        cols = self.columns
+        cols["insert_id"].append(insert_id)
+        cols["event"].append(event)
+        cols["time"].append(t)
+        cols["arrived_at"].append(arrived)
+        cols["distinct_id"].append(distinct_id)
+        cols["device_id"].append(device.device_id)
+        cols["user_id"].append(self.user_id)
+        cols["properties"].append(orjson.dumps(full).decode())
+        cols["_person_id"].append(self.person.person_id)
 
 
 def _product_props(p: Product) -> dict:
