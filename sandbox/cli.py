@@ -52,6 +52,14 @@ def _advance(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env(args: argparse.Namespace) -> int:
+    from sandbox.env import sandbox_env
+
+    for key, value in sandbox_env(args.url, args.world).items():
+        print(f"export {key}='{value}'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,6 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     adv.add_argument("--days", type=int, default=1)
     adv.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
     adv.set_defaults(func=_advance)
+
+    env = sub.add_parser("env", help="print the shell exports that point Tessera at a running sandbox")
+    env.add_argument("--world", type=Path, default=DEFAULT_WORLD, help=f"world directory (default {DEFAULT_WORLD})")
+    env.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    env.set_defaults(func=_env)
 
     args = parser.parse_args(argv)
     return args.func(args)

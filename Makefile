@@ -1,0 +1,61 @@
+# Tessera: the two commands a new user needs are `make demo` and `make test`.
+# Everything else is set up by them on a fresh machine (Python 3.11+ and make are the only prerequisites).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(PYTHON) -m uv
+# Machines may set PYTHONDONTWRITEBYTECODE; without compiled bytecode imports are twice as slow.
+export UV_COMPILE_BYTECODE := 1
+export UV_LINK_MODE := copy
+
+DEMO_ARGS ?=
+SEED ?= 42
+CUSTOMERS ?= 3000
+DAYS ?= 90
+PORT ?= 8700
+
+.PHONY: help setup demo test lint format dev sandbox docs bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+.venv/.tessera-synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+dbt_project/target/manifest.json: .venv/.tessera-synced $(shell find dbt_project/models dbt_project/macros -type f 2>/dev/null) dbt_project/dbt_project.yml
+	cd dbt_project && ../.venv/bin/dbt parse --quiet --profiles-dir .
+
+setup: .venv/.tessera-synced dbt_project/target/manifest.json  ## install the locked environment and build the dbt manifest
+
+demo: setup  ## generate a sandbox shop, serve it, and run the whole pipeline (SEED=, CUSTOMERS=, DAYS=)
+	.venv/bin/python -m orchestration.demo --seed $(SEED) --customers $(CUSTOMERS) --days $(DAYS) --port $(PORT) $(DEMO_ARGS)
+
+test: setup  ## lint, then run the whole test suite
+	.venv/bin/ruff check .
+	.venv/bin/python -m pytest
+
+lint: setup  ## ruff and sqlfluff
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	cd dbt_project && ../.venv/bin/sqlfluff lint models
+
+format: setup  ## apply ruff's formatting and fixes
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+sandbox: setup  ## serve the demo's sandbox world on PORT (generate it first with `make demo`)
+	.venv/bin/python -m sandbox serve --world data/sandbox --port $(PORT)
+
+dev: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000, against a running `make sandbox`
+	mkdir -p data/dagster_home && cp orchestration/dagster.yaml data/dagster_home/dagster.yaml
+	eval "$$(.venv/bin/python -m sandbox env --world data/sandbox --url http://127.0.0.1:$(PORT))" && \
+	  DAGSTER_HOME=$(CURDIR)/data/dagster_home TESSERA_DATA_DIR=$(CURDIR)/data \
+	  exec .venv/bin/dagster dev -w workspace.yaml
+
+bench: setup  ## run the benchmarks in benchmarks/ and print their reports
+	.venv/bin/python -m benchmarks
+
+clean:  ## remove everything a run made (data/, dbt target)
+	rm -rf data dbt_project/target dbt_project/logs

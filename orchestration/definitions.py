@@ -1,0 +1,25 @@
+"""Tessera's Dagster code location: one place that collects every definition."""
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_dlt import DagsterDltResource
+
+from orchestration.defs.ingestion.hubspot import hubspot_assets
+from orchestration.defs.schedules import nightly_job, nightly_schedule
+from orchestration.defs.transform.dbt import dbt_models, dbt_project
+from orchestration.resources import WarehouseResource
+
+defs = dg.Definitions(
+    assets=[hubspot_assets, dbt_models],
+    jobs=[nightly_job],
+    schedules=[nightly_schedule],
+    resources={
+        "dlt": DagsterDltResource(),
+        # dbt from this Python environment, so the UI works without an activated venv.
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
+        "warehouse": WarehouseResource(),
+    },
+)

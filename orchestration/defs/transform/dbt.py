@@ -1,0 +1,46 @@
+"""The dbt project as Dagster assets: staging, intermediate and marts."""
+
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from orchestration.paths import DBT_PROJECT_DIR
+from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+
+
+class TesseraDbtTranslator(DagsterDbtTranslator):
+    """Groups come from the dbt folder (staging, intermediate, marts), never from model names."""
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "transform"
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            # Same keys as the dlt assets, so lineage runs from load to mart.
+            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+
+def _manifest_path():
+    path = dbt_project.manifest_path
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dbt manifest not found at {path}. Build it once with `make setup` "
+            "(runs `dbt parse` in dbt_project/)."
+        )
+    return path
+
+
+@dbt_assets(manifest=_manifest_path(), project=dbt_project, dagster_dbt_translator=TesseraDbtTranslator(),
+            pool=WAREHOUSE_POOL)
+def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
+    # dbt runs as a subprocess and reads the warehouse path from its profile's env_var.
+    os.environ["TESSERA_WAREHOUSE"] = str(warehouse.path)
+    yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,141 @@
+"""`python -m orchestration.demo`: the whole pipeline against a sandbox shop, end to end.
+
+Generates a world (unless one with the same seed and size is already there), serves it, runs
+the nightly job in process and prints what landed in the warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from orchestration.paths import PROJECT_ROOT, data_dir
+
+
+def _free_port(preferred: int) -> int:
+    for port in (preferred, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return s.getsockname()[1]
+            except OSError:
+                continue
+    raise RuntimeError("no free port")
+
+
+def _world_matches(world: Path, seed: int, customers: int, days: int) -> bool:
+    meta_file = world / "world.json"
+    if not meta_file.exists():
+        return False
+    meta = json.loads(meta_file.read_text())
+    return (meta.get("seed"), meta.get("customers"), meta.get("days")) == (seed, customers, days)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sandbox server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_sandbox/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the sandbox server did not answer at {url} within {timeout:.0f}s")
+
+
+def _summary(warehouse: Path) -> list[tuple[str, int]]:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
+            "ORDER BY table_schema, table_name"
+        ).fetchall()
+        return [(f"{s}.{t}", con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchall()[0][0]) for s, t in tables]
+    finally:
+        con.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orchestration.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=42, help="sandbox world seed (default 42)")
+    parser.add_argument("--customers", type=int, default=3000, help="people in the world (default 3000)")
+    parser.add_argument("--days", type=int, default=90, help="days of history (default 90)")
+    parser.add_argument("--port", type=int, default=8700, help="sandbox port, if free (default 8700)")
+    parser.add_argument("--regenerate", action="store_true",
+                        help="make a new world and an empty warehouse even if a matching world exists")
+    args = parser.parse_args(argv)
+
+    data = data_dir()
+    world = data / "sandbox"
+    data.mkdir(parents=True, exist_ok=True)
+    if args.regenerate or not _world_matches(world, args.seed, args.customers, args.days):
+        for stale in (world, data / "warehouse.duckdb", data / "dlt"):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+        print(f"[1/4] Generating sandbox world (seed {args.seed}, {args.customers:,} customers, {args.days} days)")
+        subprocess.run([sys.executable, "-m", "sandbox", "generate", "--seed", str(args.seed), "--customers",
+                        str(args.customers), "--days", str(args.days), "--out", str(world)], check=True)
+    else:
+        print(f"[1/4] Reusing the sandbox world in {world} (same seed and size; --regenerate for a new one)")
+
+    port = _free_port(args.port)
+    url = f"http://127.0.0.1:{port}"
+    print(f"[2/4] Starting the sandbox vendor APIs on {url}")
+    server = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--world", str(world), "--port", str(port)],
+                              cwd=PROJECT_ROOT)
+    try:
+        _wait_healthy(url, server)
+        from sandbox.env import sandbox_env
+
+        os.environ.update(sandbox_env(url, world))
+        os.environ["TESSERA_DATA_DIR"] = str(data)
+        home = data / "dagster_home"
+        home.mkdir(exist_ok=True)
+        shutil.copy(PROJECT_ROOT / "orchestration" / "dagster.yaml", home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+
+        print("[3/4] Running the nightly job (load -> staging -> marts)")
+        import dagster as dg
+
+        from orchestration.definitions import defs
+
+        started = time.perf_counter()
+        with dg.DagsterInstance.get() as instance:
+            result = defs.resolve_job_def("nightly").execute_in_process(instance=instance, raise_on_error=False)
+        elapsed = time.perf_counter() - started
+        if not result.success:
+            failed = [e.step_key for e in result.all_events if e.is_step_failure]
+            print(f"The nightly job failed in {elapsed:.1f}s at: {', '.join(failed) or 'see the log above'}",
+                  file=sys.stderr)
+            return 1
+        print(f"[4/4] Done in {elapsed:.1f}s. Warehouse {data / 'warehouse.duckdb'}:")
+        for table, rows in _summary(data / "warehouse.duckdb"):
+            print(f"    {table:<45} {rows:>10,} rows")
+        print("Open the Dagster UI with `make dev`; query the marts with `duckdb data/warehouse.duckdb`.")
+        return 0
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
