@@ -60,7 +60,8 @@ def _summary(warehouse: Path) -> list[tuple[str, int]]:
     try:
         tables = con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
-            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
+            "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') "
+            "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
             "ORDER BY table_schema, table_name"
         ).fetchall()
         return [(f"{s}.{t}", con.execute(f'SELECT count(*) FROM "{s}"."{t}"').fetchall()[0][0]) for s, t in tables]
@@ -69,14 +70,18 @@ def _summary(warehouse: Path) -> list[tuple[str, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m orchestration.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m orchestration.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=42, help="sandbox world seed (default 42)")
     parser.add_argument("--customers", type=int, default=3000, help="people in the world (default 3000)")
     parser.add_argument("--days", type=int, default=90, help="days of history (default 90)")
     parser.add_argument("--port", type=int, default=8700, help="sandbox port, if free (default 8700)")
-    parser.add_argument("--regenerate", action="store_true",
-                        help="make a new world and an empty warehouse even if a matching world exists")
+    parser.add_argument(
+        "--regenerate",
+        action="store_true",
+        help="make a new world and an empty warehouse even if a matching world exists",
+    )
     args = parser.parse_args(argv)
 
     data = data_dir()
@@ -89,16 +94,32 @@ def main(argv: list[str] | None = None) -> int:
             elif stale.exists():
                 stale.unlink()
         print(f"[1/4] Generating sandbox world (seed {args.seed}, {args.customers:,} customers, {args.days} days)")
-        subprocess.run([sys.executable, "-m", "sandbox", "generate", "--seed", str(args.seed), "--customers",
-                        str(args.customers), "--days", str(args.days), "--out", str(world)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "generate",
+                "--seed",
+                str(args.seed),
+                "--customers",
+                str(args.customers),
+                "--days",
+                str(args.days),
+                "--out",
+                str(world),
+            ],
+            check=True,
+        )
     else:
         print(f"[1/4] Reusing the sandbox world in {world} (same seed and size; --regenerate for a new one)")
 
     port = _free_port(args.port)
     url = f"http://127.0.0.1:{port}"
     print(f"[2/4] Starting the sandbox vendor APIs on {url}")
-    server = subprocess.Popen([sys.executable, "-m", "sandbox", "serve", "--world", str(world), "--port", str(port)],
-                              cwd=PROJECT_ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--world", str(world), "--port", str(port)], cwd=PROJECT_ROOT
+    )
     try:
         _wait_healthy(url, server)
         from sandbox.env import sandbox_env
@@ -121,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]
-            print(f"The nightly job failed in {elapsed:.1f}s at: {', '.join(failed) or 'see the log above'}",
-                  file=sys.stderr)
+            print(
+                f"The nightly job failed in {elapsed:.1f}s at: {', '.join(failed) or 'see the log above'}",
+                file=sys.stderr,
+            )
             return 1
         print(f"[4/4] Done in {elapsed:.1f}s. Warehouse {data / 'warehouse.duckdb'}:")
         for table, rows in _summary(data / "warehouse.duckdb"):

@@ -21,11 +21,17 @@ def _generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
 
     def progress(done: int, total: int) -> None:
-        print(f"\r  people simulated: {done:,}/{total:,} ({time.perf_counter() - started:.0f}s)",
-              end="", file=sys.stderr, flush=True)
+        print(
+            f"\r  people simulated: {done:,}/{total:,} ({time.perf_counter() - started:.0f}s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
-    print(f"Generating world seed={args.seed} customers={args.customers:,} days={args.days} -> {args.out}",
-          file=sys.stderr)
+    print(
+        f"Generating world seed={args.seed} customers={args.customers:,} days={args.days} -> {args.out}",
+        file=sys.stderr,
+    )
     generate_world(config, args.out, workers=args.workers, progress=progress)
     print(f"\nWorld written to {args.out} in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     return 0
@@ -35,18 +41,28 @@ def _serve(args: argparse.Namespace) -> int:
     from sandbox.server.app import serve
 
     if not (args.world / "world.json").exists():
-        print(f"error: {args.world} is not a sandbox world (no world.json). "
-              f"Create one with: python -m sandbox generate --out {args.world}", file=sys.stderr)
+        print(
+            f"error: {args.world} is not a sandbox world (no world.json). "
+            f"Create one with: python -m sandbox generate --out {args.world}",
+            file=sys.stderr,
+        )
         return 2
-    print(f"Sandbox serving {args.world} on http://{args.host}:{args.port} (vendors under /<vendor>, "
-          f"control under /_sandbox)", file=sys.stderr)
+    print(
+        f"Sandbox serving {args.world} on http://{args.host}:{args.port} (vendors under /<vendor>, "
+        f"control under /_sandbox)",
+        file=sys.stderr,
+    )
     serve(args.world, host=args.host, port=args.port)
     return 0
 
 
 def _advance(args: argparse.Namespace) -> int:
-    req = urllib.request.Request(f"{args.url}/_sandbox/clock/advance", data=json.dumps({"days": args.days}).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    req = urllib.request.Request(
+        f"{args.url}/_sandbox/clock/advance",
+        data=json.dumps({"days": args.days}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=300) as resp:
         print(resp.read().decode())
     return 0
@@ -65,14 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="build a deterministic synthetic shop world with ground truth")
-    gen.add_argument("--seed", type=int, default=42, help="random seed; the same seed gives the same world (default 42)")
+    gen.add_argument(
+        "--seed", type=int, default=42, help="random seed; the same seed gives the same world (default 42)"
+    )
     gen.add_argument("--customers", type=int, default=3000, help="number of people in the world (default 3000)")
     gen.add_argument("--days", type=int, default=90, help="days of history before the world clock (default 90)")
-    gen.add_argument("--future-days", type=int, default=14,
-                     help="days of activity generated past the clock, revealed as the clock advances (default 14)")
+    gen.add_argument(
+        "--future-days",
+        type=int,
+        default=14,
+        help="days of activity generated past the clock, revealed as the clock advances (default 14)",
+    )
     gen.add_argument("--out", type=Path, default=DEFAULT_WORLD, help=f"world directory (default {DEFAULT_WORLD})")
-    gen.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                     help="processes simulating people in parallel (default: up to 2)")
+    gen.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes simulating people in parallel (default: up to 2)",
+    )
     gen.set_defaults(func=_generate)
 
     srv = sub.add_parser("serve", help="serve a world through the six vendor APIs")

@@ -20,6 +20,7 @@ def hubspot_source(base_url: str = dlt.config.value, access_token: str = dlt.sec
     Configure with `SOURCES__HUBSPOT__BASE_URL` and `SOURCES__HUBSPOT__ACCESS_TOKEN` (a private
     app token), or the same keys in `.dlt/config.toml` / `.dlt/secrets.toml`.
     """
+
     def objects(name: str, properties: tuple[str, ...]) -> dict:
         return {
             "name": name,
@@ -33,7 +34,10 @@ def hubspot_source(base_url: str = dlt.config.value, access_token: str = dlt.sec
             },
         }
 
-    return rest_api_source({
-        "client": {"base_url": base_url.rstrip("/") + "/", "auth": {"type": "bearer", "token": access_token}},
-        "resources": [objects("contacts", CONTACT_PROPERTIES), objects("companies", COMPANY_PROPERTIES)],
-    }, name="hubspot")
+    return rest_api_source(
+        {
+            "client": {"base_url": base_url.rstrip("/") + "/", "auth": {"type": "bearer", "token": access_token}},
+            "resources": [objects("contacts", CONTACT_PROPERTIES), objects("companies", COMPANY_PROPERTIES)],
+        },
+        name="hubspot",
+    )

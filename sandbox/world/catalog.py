@@ -62,19 +62,33 @@ def build_products(rng: random.Random) -> list[Product]:
             title = f"{rng.choice(vocab.ADJECTIVES)} {category.rstrip('s')} {rng.randint(1, 9)}{rng.choice('XLS')}"
             price = round(rng.uniform(low, high) / 1.0) - 0.01
             stock = 0 if rng.random() < 0.08 else rng.randint(3, 400)
-            products.append(Product(
-                product_id=8_100_000_000_000 + n, variant_id=44_100_000_000_000 + n,
-                sku=f"NW-{category[:3].upper()}-{n:04d}", title=title, category=category,
-                price=price, inventory_quantity=stock, popularity=rng.paretovariate(1.6),
-            ))
+            products.append(
+                Product(
+                    product_id=8_100_000_000_000 + n,
+                    variant_id=44_100_000_000_000 + n,
+                    sku=f"NW-{category[:3].upper()}-{n:04d}",
+                    title=title,
+                    category=category,
+                    price=price,
+                    inventory_quantity=stock,
+                    popularity=rng.paretovariate(1.6),
+                )
+            )
     return products
 
 
 def build_campaigns(rng: random.Random, start: float, horizon: float) -> list[Campaign]:
     """Klaviyo sends a weekly newsletter, Mailchimp a fortnightly one (Tuesdays, 15:00 UTC)."""
-    subjects = ("New arrivals for the trail", "Weekend deals inside", "Gear up for the season",
-                "Our bestsellers are back", "Members get more", "Last chance: summer sale",
-                "Staff picks this week", "Layer up: base layers guide")
+    subjects = (
+        "New arrivals for the trail",
+        "Weekend deals inside",
+        "Gear up for the season",
+        "Our bestsellers are back",
+        "Members get more",
+        "Last chance: summer sale",
+        "Staff picks this week",
+        "Layer up: base layers guide",
+    )
     campaigns = []
     first_tuesday = start + ((1 - int(start // DAY + 3) % 7) % 7) * DAY + 15 * 3600
     for platform, every in (("klaviyo", 7), ("mailchimp", 14)):
@@ -83,8 +97,9 @@ def build_campaigns(rng: random.Random, start: float, horizon: float) -> list[Ca
             n += 1
             cid = ids_for(rng).klaviyo_id() if platform == "klaviyo" else f"{rng.getrandbits(40):010x}"
             subject = subjects[(n + len(platform)) % len(subjects)]
-            campaigns.append(Campaign(platform, cid, 500_000 + len(campaigns), f"{platform.title()} newsletter #{n}",
-                                      subject, t))
+            campaigns.append(
+                Campaign(platform, cid, 500_000 + len(campaigns), f"{platform.title()} newsletter #{n}", subject, t)
+            )
             t += every * DAY
     return campaigns
 

@@ -27,6 +27,7 @@ from sandbox.world.simulate import ChunkSimulator
 
 DEFAULT_END = datetime(2026, 11, 1, tzinfo=UTC)
 WORLD_FORMAT = 1
+COMPANY_KINDS = ("Running Club", "Outdoor Co", "Guides", "Fitness", "Scouts")
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,17 @@ class WorldConfig:
 # loader that forgets its auth header fails here exactly as it would against the vendor.
 def sandbox_credentials() -> dict[str, dict[str, str]]:
     return {
-        "mixpanel": {"service_account_username": "tessera-sandbox.sa", "service_account_secret": "sandbox-mixpanel-secret",
-                     "project_id": "3141592"},
+        "mixpanel": {
+            "service_account_username": "tessera-sandbox.sa",
+            "service_account_secret": "sandbox-mixpanel-secret",
+            "project_id": "3141592",
+        },
         "hubspot": {"access_token": "pat-na1-sandbox-hubspot-token"},
-        "shopify": {"access_token": "shpat_sandbox_shopify_token", "shop": "northwind-outfitters",
-                    "api_version": "2025-01"},
+        "shopify": {
+            "access_token": "shpat_sandbox_shopify_token",
+            "shop": "northwind-outfitters",
+            "api_version": "2025-01",
+        },
         "klaviyo": {"api_key": "pk_sandbox_klaviyo_private_key", "revision": "2025-10-15"},
         "mailchimp": {"api_key": "0123456789abcdef0123456789abcdef-us21", "dc": "us21"},
         "instagram": {"access_token": "IGQVsandbox-instagram-token", "ig_user_id": "17841400000000001"},
@@ -67,23 +74,54 @@ def _shared(config: WorldConfig) -> tuple[Shared, dict[str, pa.Table], dict]:
     campaigns = build_campaigns(rng, start, horizon)
     media = build_media(rng, start, horizon, products)
     klaviyo_list_id, mailchimp_list_id = ids.klaviyo_list_id(), ids.hex(10)
-    metric_names = ("Received Email", "Opened Email", "Clicked Email", "Unsubscribed from Email Marketing",
-                    "Bounced Email", "Marked Email as Spam")
+    metric_names = (
+        "Received Email",
+        "Opened Email",
+        "Clicked Email",
+        "Unsubscribed from Email Marketing",
+        "Bounced Email",
+        "Marked Email as Spam",
+    )
     metric_ids = {name: ids.klaviyo_list_id() for name in metric_names}
-    companies = [(200_000 + i, f"{rng.choice(vocab.LAST_NAMES)} {rng.choice(('Running Club', 'Outdoor Co', 'Guides', 'Fitness', 'Scouts'))}")
-                 for i in range(1, 41)]
+    companies = [
+        (
+            200_000 + i,
+            f"{rng.choice(vocab.LAST_NAMES)} {rng.choice(COMPANY_KINDS)}",
+        )
+        for i in range(1, 41)
+    ]
     junk = {email: 7_000_000_000_000 + i for i, email in enumerate((*vocab.JUNK_EMAILS, vocab.SUPPORT_EMAIL), 1)}
     shared = Shared(
-        seed=config.seed, start=start, end=end, horizon=horizon,
+        seed=config.seed,
+        start=start,
+        end=end,
+        horizon=horizon,
         # Guest checkout is off for the first half of the history and on after.
         guest_checkout_from=start + 0.5 * (end - start),
-        products=products, product_weights=[p.popularity for p in products], campaigns=campaigns, media=media,
-        klaviyo_list_id=klaviyo_list_id, mailchimp_list_id=mailchimp_list_id,
-        company_ids=[c[0] for c in companies], junk_customer_ids=junk, metric_ids=metric_ids,
+        products=products,
+        product_weights=[p.popularity for p in products],
+        campaigns=campaigns,
+        media=media,
+        klaviyo_list_id=klaviyo_list_id,
+        mailchimp_list_id=mailchimp_list_id,
+        company_ids=[c[0] for c in companies],
+        junk_customer_ids=junk,
+        metric_ids=metric_ids,
     )
-    t = {name: empty_columns(name) for name in ("shopify_products", "klaviyo_lists", "klaviyo_metrics",
-                                                 "klaviyo_campaigns", "mailchimp_lists", "mailchimp_campaigns",
-                                                 "instagram_media", "hubspot_companies", "shopify_customers")}
+    t = {
+        name: empty_columns(name)
+        for name in (
+            "shopify_products",
+            "klaviyo_lists",
+            "klaviyo_metrics",
+            "klaviyo_campaigns",
+            "mailchimp_lists",
+            "mailchimp_campaigns",
+            "instagram_media",
+            "hubspot_companies",
+            "shopify_customers",
+        )
+    }
 
     def add(table: str, **row) -> None:
         for name, values in t[table].items():
@@ -91,41 +129,112 @@ def _shared(config: WorldConfig) -> tuple[Shared, dict[str, pa.Table], dict]:
 
     before = start - 400 * DAY
     for p in products:
-        add("shopify_products", product_id=p.product_id, title=p.title, handle=p.title.lower().replace(" ", "-"),
-            product_type=p.category, vendor=vocab.SHOP_NAME, status="active", tags=p.category.lower(),
-            variant_id=p.variant_id, sku=p.sku, price=p.price, inventory_quantity=p.inventory_quantity,
-            created_at=before + rng.uniform(0, 300 * DAY), updated_at=start + rng.uniform(0, end - start))
-    add("klaviyo_lists", list_id=klaviyo_list_id, name="Newsletter", opt_in_process="single_opt_in",
-        created_at=before, updated_at=before)
+        add(
+            "shopify_products",
+            product_id=p.product_id,
+            title=p.title,
+            handle=p.title.lower().replace(" ", "-"),
+            product_type=p.category,
+            vendor=vocab.SHOP_NAME,
+            status="active",
+            tags=p.category.lower(),
+            variant_id=p.variant_id,
+            sku=p.sku,
+            price=p.price,
+            inventory_quantity=p.inventory_quantity,
+            created_at=before + rng.uniform(0, 300 * DAY),
+            updated_at=start + rng.uniform(0, end - start),
+        )
+    add(
+        "klaviyo_lists",
+        list_id=klaviyo_list_id,
+        name="Newsletter",
+        opt_in_process="single_opt_in",
+        created_at=before,
+        updated_at=before,
+    )
     for name, mid in metric_ids.items():
         add("klaviyo_metrics", metric_id=mid, name=name, integration="Klaviyo", created_at=before, updated_at=before)
-    add("mailchimp_lists", list_id=mailchimp_list_id, web_id=100_001, name=f"{vocab.SHOP_NAME} Newsletter",
-        created_at=before)
+    add(
+        "mailchimp_lists",
+        list_id=mailchimp_list_id,
+        web_id=100_001,
+        name=f"{vocab.SHOP_NAME} Newsletter",
+        created_at=before,
+    )
     for c in campaigns:
         if c.platform == "klaviyo":
-            add("klaviyo_campaigns", campaign_id=c.campaign_id, name=c.name, subject=c.subject,
-                list_id=klaviyo_list_id, status="Sent", send_time=c.send_time, created_at=c.send_time - 2 * DAY,
-                updated_at=c.send_time)
+            add(
+                "klaviyo_campaigns",
+                campaign_id=c.campaign_id,
+                name=c.name,
+                subject=c.subject,
+                list_id=klaviyo_list_id,
+                status="Sent",
+                send_time=c.send_time,
+                created_at=c.send_time - 2 * DAY,
+                updated_at=c.send_time,
+            )
         else:
-            add("mailchimp_campaigns", campaign_id=c.campaign_id, web_id=c.web_id, list_id=mailchimp_list_id,
-                title=c.name, subject_line=c.subject, status="sent", send_time=c.send_time,
-                created_at=c.send_time - 2 * DAY)
+            add(
+                "mailchimp_campaigns",
+                campaign_id=c.campaign_id,
+                web_id=c.web_id,
+                list_id=mailchimp_list_id,
+                title=c.name,
+                subject_line=c.subject,
+                status="sent",
+                send_time=c.send_time,
+                created_at=c.send_time - 2 * DAY,
+            )
     for media_id, ts, caption in media:
-        add("instagram_media", media_id=media_id, caption=caption, media_type="IMAGE",
-            permalink=f"https://www.instagram.com/p/{ids.hex(11)}/", like_count=rng.randint(50, 3000), timestamp=ts)
+        add(
+            "instagram_media",
+            media_id=media_id,
+            caption=caption,
+            media_type="IMAGE",
+            permalink=f"https://www.instagram.com/p/{ids.hex(11)}/",
+            like_count=rng.randint(50, 3000),
+            timestamp=ts,
+        )
     for cid, name in companies:
-        add("hubspot_companies", company_id=cid, name=name, domain=f"{name.lower().replace(' ', '')}.org",
-            industry="SPORTING_GOODS", city=rng.choice(vocab.CITIES)[0], created_at=before, updated_at=before)
+        add(
+            "hubspot_companies",
+            company_id=cid,
+            name=name,
+            domain=f"{name.lower().replace(' ', '')}.org",
+            industry="SPORTING_GOODS",
+            city=rng.choice(vocab.CITIES)[0],
+            created_at=before,
+            updated_at=before,
+        )
     for email, cid in junk.items():
         # One shared customer per junk email: Shopify files every order typed with it under it.
-        add("shopify_customers", customer_id=cid, email=email, first_name="Guest" if email != vocab.SUPPORT_EMAIL else "Customer",
-            last_name="" if email != vocab.SUPPORT_EMAIL else "Service", phone=None, state="disabled",
-            verified_email=False, tags="", address="{}", created_at=start - 30 * DAY, updated_at=start - 30 * DAY,
-            _person_id=None)
+        add(
+            "shopify_customers",
+            customer_id=cid,
+            email=email,
+            first_name="Guest" if email != vocab.SUPPORT_EMAIL else "Customer",
+            last_name="" if email != vocab.SUPPORT_EMAIL else "Service",
+            phone=None,
+            state="disabled",
+            verified_email=False,
+            tags="",
+            address="{}",
+            created_at=start - 30 * DAY,
+            updated_at=start - 30 * DAY,
+            _person_id=None,
+        )
     tables = {name: to_arrow(name, cols) for name, cols in t.items()}
-    meta = {"klaviyo_list_id": klaviyo_list_id, "mailchimp_list_id": mailchimp_list_id,
-            "guest_checkout_from": _iso(shared.guest_checkout_from), "free_shipping_threshold": 75.0,
-            "support_email": vocab.SUPPORT_EMAIL, "junk_customer_ids": junk, "metric_ids": metric_ids}
+    meta = {
+        "klaviyo_list_id": klaviyo_list_id,
+        "mailchimp_list_id": mailchimp_list_id,
+        "guest_checkout_from": _iso(shared.guest_checkout_from),
+        "free_shipping_threshold": 75.0,
+        "support_email": vocab.SUPPORT_EMAIL,
+        "junk_customer_ids": junk,
+        "metric_ids": metric_ids,
+    }
     return shared, tables, meta
 
 
@@ -138,8 +247,9 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
-def generate_world(config: WorldConfig, out: Path, workers: int = 1,
-                   progress: Callable[[int, int], None] | None = None) -> Path:
+def generate_world(
+    config: WorldConfig, out: Path, workers: int = 1, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Write a complete world to `out` (replacing what was there) and return it."""
     out = Path(out)
     if out.exists():
@@ -156,8 +266,10 @@ def generate_world(config: WorldConfig, out: Path, workers: int = 1,
             writers[name].write_table(table, row_group_size=1_000_000)
 
     n_chunks = max(1, -(-config.customers // config.chunk_size))
-    jobs = [(shared, c, c * config.chunk_size, min(config.chunk_size, config.customers - c * config.chunk_size))
-            for c in range(n_chunks)]
+    jobs = [
+        (shared, c, c * config.chunk_size, min(config.chunk_size, config.customers - c * config.chunk_size))
+        for c in range(n_chunks)
+    ]
     try:
         for name, table in global_tables.items():
             write(name, table)
@@ -173,9 +285,15 @@ def generate_world(config: WorldConfig, out: Path, workers: int = 1,
         for w in writers.values():
             w.close()
     world = {
-        "format": WORLD_FORMAT, "seed": config.seed, "customers": config.customers, "days": config.days,
-        "start": _iso(shared.start), "clock": _iso(shared.end), "horizon": _iso(shared.horizon),
-        "credentials": sandbox_credentials(), "ids": meta,
+        "format": WORLD_FORMAT,
+        "seed": config.seed,
+        "customers": config.customers,
+        "days": config.days,
+        "start": _iso(shared.start),
+        "clock": _iso(shared.end),
+        "horizon": _iso(shared.horizon),
+        "credentials": sandbox_credentials(),
+        "ids": meta,
     }
     (out / "world.json").write_text(json.dumps(world, indent=2, sort_keys=True))
     from sandbox.world.truth import write_truth

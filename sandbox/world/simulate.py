@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import random
-
-import orjson
 from dataclasses import dataclass, field
 
+import orjson
 import pyarrow as pa
 
 from sandbox.world import vocab
@@ -33,9 +32,13 @@ P_EXTRA_COSTS_WITH_SHIPPING = 0.62
 P_EXTRA_COSTS_FREE_SHIPPING = 0.42
 P_PAYMENT = 0.17
 
-DEVICE_KINDS = (("mobile", "iOS", "Mobile Safari", 0.35), ("mobile", "Android", "Chrome", 0.25),
-                ("desktop", "Windows", "Chrome", 0.15), ("desktop", "Mac OS X", "Safari", 0.15),
-                ("tablet", "iOS", "Mobile Safari", 0.10))
+DEVICE_KINDS = (
+    ("mobile", "iOS", "Mobile Safari", 0.35),
+    ("mobile", "Android", "Chrome", 0.25),
+    ("desktop", "Windows", "Chrome", 0.15),
+    ("desktop", "Mac OS X", "Safari", 0.15),
+    ("tablet", "iOS", "Mobile Safari", 0.10),
+)
 
 
 @dataclass(slots=True)
@@ -92,8 +95,9 @@ class ChunkSimulator:
         self.rng = random.Random(f"{shared.seed}:{chunk}")
         self.ids = Ids(self.rng)
         self.cols = {name: empty_columns(name) for name in SCHEMAS if name in CHUNK_TABLES}
-        self._serial = {k: 0 for k in ("customer", "order", "checkout", "line", "contact", "deal",
-                                       "order_number", "web")}
+        self._serial = {
+            k: 0 for k in ("customer", "order", "checkout", "line", "contact", "deal", "order_number", "web")
+        }
         self._prev: Person | None = None
         self._cum_weights = list(_accumulate(shared.product_weights))
         self._by_category: dict[str, list[Product]] = {}
@@ -117,10 +121,17 @@ class ChunkSimulator:
 
     def _phone_variant(self, e164: str) -> str:
         d = e164[2:]
-        return self.rng.choice((
-            e164, f"({d[:3]}) {d[3:6]}-{d[6:]}", f"{d[:3]}-{d[3:6]}-{d[6:]}", f"{d[:3]}.{d[3:6]}.{d[6:]}",
-            f"+1 {d[:3]} {d[3:6]} {d[6:]}", d, f"1-{d[:3]}-{d[3:6]}-{d[6:]}",
-        ))
+        return self.rng.choice(
+            (
+                e164,
+                f"({d[:3]}) {d[3:6]}-{d[6:]}",
+                f"{d[:3]}-{d[3:6]}-{d[6:]}",
+                f"{d[:3]}.{d[3:6]}.{d[6:]}",
+                f"+1 {d[:3]} {d[3:6]} {d[6:]}",
+                d,
+                f"1-{d[:3]}-{d[3:6]}-{d[6:]}",
+            )
+        )
 
     def _email_variant(self, email: str, kinds=("case", "space", "typo")) -> str:
         kind = self.rng.choice(kinds)
@@ -134,7 +145,7 @@ class ChunkSimulator:
             return f"{local}@{self.rng.choice(typos)}"
         if len(local) > 3:
             i = self.rng.randrange(len(local) - 1)
-            return f"{local[:i]}{local[i + 1]}{local[i]}{local[i + 2:]}@{domain}"
+            return f"{local[:i]}{local[i + 1]}{local[i]}{local[i + 2 :]}@{domain}"
         return f"{local}{local[-1]}@{domain}"
 
     def _typed_email(self, person: Person) -> str:
@@ -152,8 +163,12 @@ class ChunkSimulator:
         first, last = rng.choice(vocab.FIRST_NAMES), rng.choice(vocab.LAST_NAMES)
         domain = rng.choices([d for d, _ in vocab.EMAIL_DOMAINS], [w for _, w in vocab.EMAIL_DOMAINS])[0]
         style = rng.randrange(4)
-        local = (f"{first}.{last}", f"{first}{last}{rng.randint(1, 99)}", f"{first[0]}{last}{rng.randint(10, 999)}",
-                 f"{first}_{last}{rng.randint(1, 9999)}")[style].lower()
+        local = (
+            f"{first}.{last}",
+            f"{first}{last}{rng.randint(1, 99)}",
+            f"{first[0]}{last}{rng.randint(10, 999)}",
+            f"{first}_{last}{rng.randint(1, 9999)}",
+        )[style].lower()
         # The person index keeps canonical emails unique across the whole world.
         email = f"{local}.{idx:x}@{domain}" if rng.random() < 0.5 else f"{local}{idx}@{domain}"
         city = rng.choice(vocab.CITIES)
@@ -176,11 +191,23 @@ class ChunkSimulator:
             devices.append(shared_device)
         tier = rng.choices(("none", "silver", "gold", "platinum"), (60, 25, 11, 4))[0]
         person = Person(
-            idx=idx, person_id=f"p{idx:07d}", first=first, last=last, email=email, phone=phone,
-            street=f"{rng.randint(1, 9999)} {rng.choice(vocab.STREETS)}", city=city,
-            postal=f"{city[3]}{rng.randint(0, 99):02d}", tier=tier, household_id=household_id,
-            social_only=social_only, guest_only=guest_only, will_register=will_register,
-            active_from=active_from, devices=devices, favourite=rng.choice(vocab.CATEGORIES)[0],
+            idx=idx,
+            person_id=f"p{idx:07d}",
+            first=first,
+            last=last,
+            email=email,
+            phone=phone,
+            street=f"{rng.randint(1, 9999)} {rng.choice(vocab.STREETS)}",
+            city=city,
+            postal=f"{city[3]}{rng.randint(0, 99):02d}",
+            tier=tier,
+            household_id=household_id,
+            social_only=social_only,
+            guest_only=guest_only,
+            will_register=will_register,
+            active_from=active_from,
+            devices=devices,
+            favourite=rng.choice(vocab.CATEGORIES)[0],
             open_rate=rng.uniform(0.05, 0.6),
         )
         if social_only or rng.random() < 0.3:
@@ -275,8 +302,11 @@ class ChunkSimulator:
         subtotal = round(sum(p.price * q for p, q in cart), 2)
         products = _cart_products(cart)
         base = {"checkout_id": token, "cart_id": ev.cart_id, "currency": "USD"}
-        ev.emit("Checkout Started", t, {**base, "value": subtotal, "revenue": subtotal, "products": products,
-                                        "guest_checkout_enabled": guest_on})
+        ev.emit(
+            "Checkout Started",
+            t,
+            {**base, "value": subtotal, "revenue": subtotal, "products": products, "guest_checkout_enabled": guest_on},
+        )
         t += rng.uniform(5, 30)
         ev.emit("Checkout Step Viewed", t, {**base, "step": 1, "step_name": "contact"})
         furthest, exit_reason, typed = "contact", None, None
@@ -305,20 +335,38 @@ class ChunkSimulator:
             self._known(person, t)
             t += rng.uniform(20, 90)
             furthest = "shipping"
-            ev.emit("Checkout Step Viewed", t, {**base, "step": 2, "step_name": "shipping", "shipping": shipping,
-                                                "tax": tax, "fees": 0.0, "total": total})
+            ev.emit(
+                "Checkout Step Viewed",
+                t,
+                {
+                    **base,
+                    "step": 2,
+                    "step_name": "shipping",
+                    "shipping": shipping,
+                    "tax": tax,
+                    "fees": 0.0,
+                    "total": total,
+                },
+            )
             p_exit = P_EXTRA_COSTS_WITH_SHIPPING if shipping else P_EXTRA_COSTS_FREE_SHIPPING
             if rng.random() < p_exit:
                 exit_reason = "extra_costs"
         if exit_reason is None:
             t += rng.uniform(10, 60)
-            ev.emit("Checkout Step Completed", t, {**base, "step": 2, "step_name": "shipping",
-                                                   "shipping_method": "Standard"})
+            ev.emit(
+                "Checkout Step Completed",
+                t,
+                {**base, "step": 2, "step_name": "shipping", "shipping_method": "Standard"},
+            )
             t += rng.uniform(5, 30)
             furthest = "payment"
             ev.emit("Checkout Step Viewed", t, {**base, "step": 3, "step_name": "payment"})
             t += rng.uniform(20, 120)
-            ev.emit("Payment Info Entered", t, {**base, "step": 3, "payment_method": rng.choice(("card", "paypal", "shop_pay"))})
+            ev.emit(
+                "Payment Info Entered",
+                t,
+                {**base, "step": 3, "payment_method": rng.choice(("card", "paypal", "shop_pay"))},
+            )
             if rng.random() < P_PAYMENT:
                 exit_reason = "payment"
         order_id = None
@@ -330,26 +378,71 @@ class ChunkSimulator:
             order_id = self._order(person, typed, ev.user_id, cart, token, t, subtotal, shipping, tax, total, "web")
             completed_at = t
             furthest = "completed"
-            ev.emit("Order Completed", t, {**base, "order_id": str(order_id), "total": total, "revenue": subtotal,
-                                           "shipping": shipping, "tax": tax, "discount": 0.0, "products": products})
+            ev.emit(
+                "Order Completed",
+                t,
+                {
+                    **base,
+                    "order_id": str(order_id),
+                    "total": total,
+                    "revenue": subtotal,
+                    "shipping": shipping,
+                    "tax": tax,
+                    "discount": 0.0,
+                    "products": products,
+                },
+            )
         elif typed is not None:
-            self._emit("shopify_checkouts", checkout_id=self._next("checkout", 3_100_000_000_000), token=token,
-                       cart_token=ev.cart_id, email=typed,
-                       phone=self._phone_variant(person.phone) if rng.random() < 0.3 else None,
-                       customer_id=person.account_customer_id if ev.user_id else None, currency="USD",
-                       subtotal_price=subtotal, total_shipping=shipping if furthest != "contact" else 0.0,
-                       total_tax=tax, total_price=total, line_items=self._line_items(cart),
-                       created_at=started, updated_at=t, _person_id=person.person_id)
-        self._emit("_checkouts", checkout_id=token, person_id=person.person_id, started_at=started,
-                   furthest_step=furthest, completed_at=completed_at, cart_value=subtotal,
-                   exit_reason=exit_reason, last_activity_at=t, guest_checkout_enabled=guest_on,
-                   device_type=ev.device.kind, utm_source=ev.utm[0], order_id=order_id)
+            self._emit(
+                "shopify_checkouts",
+                checkout_id=self._next("checkout", 3_100_000_000_000),
+                token=token,
+                cart_token=ev.cart_id,
+                email=typed,
+                phone=self._phone_variant(person.phone) if rng.random() < 0.3 else None,
+                customer_id=person.account_customer_id if ev.user_id else None,
+                currency="USD",
+                subtotal_price=subtotal,
+                total_shipping=shipping if furthest != "contact" else 0.0,
+                total_tax=tax,
+                total_price=total,
+                line_items=self._line_items(cart),
+                created_at=started,
+                updated_at=t,
+                _person_id=person.person_id,
+            )
+        self._emit(
+            "_checkouts",
+            checkout_id=token,
+            person_id=person.person_id,
+            started_at=started,
+            furthest_step=furthest,
+            completed_at=completed_at,
+            cart_value=subtotal,
+            exit_reason=exit_reason,
+            last_activity_at=t,
+            guest_checkout_enabled=guest_on,
+            device_type=ev.device.kind,
+            utm_source=ev.utm[0],
+            order_id=order_id,
+        )
         return t
 
     def _line_items(self, cart) -> str:
-        return json.dumps([{"id": self._next("line", 14_100_000_000_000), "product_id": p.product_id,
-                            "variant_id": p.variant_id, "sku": p.sku, "title": p.title, "quantity": q,
-                            "price": f"{p.price:.2f}"} for p, q in cart])
+        return json.dumps(
+            [
+                {
+                    "id": self._next("line", 14_100_000_000_000),
+                    "product_id": p.product_id,
+                    "variant_id": p.variant_id,
+                    "sku": p.sku,
+                    "title": p.title,
+                    "quantity": q,
+                    "price": f"{p.price:.2f}",
+                }
+                for p, q in cart
+            ]
+        )
 
     def _customer_for(self, person: Person, email: str, t: float) -> int:
         """Shopify attaches an order to the customer with the same email, creating a guest one."""
@@ -378,16 +471,36 @@ class ChunkSimulator:
         elif r < 0.53:
             phone = rng.choice(vocab.JUNK_PHONES)
         person.order_count += 1
-        address = {"first_name": person.first, "last_name": person.last, "address1": person.street,
-                   "city": person.city[0], "province_code": person.city[1], "country_code": person.city[2],
-                   "zip": person.postal}
-        self._emit("shopify_orders", order_id=order_id, order_number=self._next("order_number", 1000),
-                   email=email, phone=phone, customer_id=customer_id, checkout_token=token, source_name=source,
-                   financial_status="paid", currency="USD", subtotal_price=subtotal, total_shipping=shipping,
-                   total_tax=tax, total_price=total, line_items=self._line_items(cart),
-                   shipping_address=json.dumps(address), created_at=t,
-                   updated_at=t + (rng.uniform(3600, 5 * DAY) if rng.random() < 0.6 else 0.0),
-                   _person_id=person.person_id)
+        address = {
+            "first_name": person.first,
+            "last_name": person.last,
+            "address1": person.street,
+            "city": person.city[0],
+            "province_code": person.city[1],
+            "country_code": person.city[2],
+            "zip": person.postal,
+        }
+        self._emit(
+            "shopify_orders",
+            order_id=order_id,
+            order_number=self._next("order_number", 1000),
+            email=email,
+            phone=phone,
+            customer_id=customer_id,
+            checkout_token=token,
+            source_name=source,
+            financial_status="paid",
+            currency="USD",
+            subtotal_price=subtotal,
+            total_shipping=shipping,
+            total_tax=tax,
+            total_price=total,
+            line_items=self._line_items(cart),
+            shipping_address=json.dumps(address),
+            created_at=t,
+            updated_at=t + (rng.uniform(3600, 5 * DAY) if rng.random() < 0.6 else 0.0),
+            _person_id=person.person_id,
+        )
         return order_id
 
     def _phone_order(self, person: Person) -> None:
@@ -400,16 +513,37 @@ class ChunkSimulator:
         tax = round(subtotal * TAX_RATE, 2)
         customer_id = self.s.junk_customer_ids[vocab.SUPPORT_EMAIL]
         order_id = self._next("order", 5_100_000_000_000)
-        self._emit("shopify_orders", order_id=order_id, order_number=self._next("order_number", 1000),
-                   email=vocab.SUPPORT_EMAIL, phone=self._phone_variant(person.phone), customer_id=customer_id,
-                   checkout_token=None, source_name="phone", financial_status="paid", currency="USD",
-                   subtotal_price=subtotal, total_shipping=shipping, total_tax=tax,
-                   total_price=round(subtotal + shipping + tax, 2), line_items=self._line_items([(p, 1)]),
-                   shipping_address=json.dumps({"first_name": person.first, "last_name": person.last,
-                                                "address1": person.street, "city": person.city[0],
-                                                "province_code": person.city[1], "country_code": person.city[2],
-                                                "zip": person.postal}),
-                   created_at=t, updated_at=t, _person_id=person.person_id)
+        self._emit(
+            "shopify_orders",
+            order_id=order_id,
+            order_number=self._next("order_number", 1000),
+            email=vocab.SUPPORT_EMAIL,
+            phone=self._phone_variant(person.phone),
+            customer_id=customer_id,
+            checkout_token=None,
+            source_name="phone",
+            financial_status="paid",
+            currency="USD",
+            subtotal_price=subtotal,
+            total_shipping=shipping,
+            total_tax=tax,
+            total_price=round(subtotal + shipping + tax, 2),
+            line_items=self._line_items([(p, 1)]),
+            shipping_address=json.dumps(
+                {
+                    "first_name": person.first,
+                    "last_name": person.last,
+                    "address1": person.street,
+                    "city": person.city[0],
+                    "province_code": person.city[1],
+                    "country_code": person.city[2],
+                    "zip": person.postal,
+                }
+            ),
+            created_at=t,
+            updated_at=t,
+            _person_id=person.person_id,
+        )
         person.order_count += 1
 
     # ---- consent and the email platforms ---------------------------------------------
@@ -442,34 +576,70 @@ class ChunkSimulator:
             profile_id = self.ids.klaviyo_id()
             unsub = person.withdrawn_at if person.withdrawn_platform == "klaviyo" else None
             changes = [x for x in (created, person.consent_at, unsub, person.bounced_at, person.spam_at) if x]
-            self._emit("klaviyo_profiles", profile_id=profile_id,
-                       email=person.email if rng.random() < 0.95 else self._email_variant(person.email, ("case",)),
-                       phone_number=person.phone if rng.random() < 0.4 else None, first_name=person.first,
-                       last_name=person.last, city=person.city[0], region=person.city[1], country=person.city[2],
-                       zip=person.postal, membership_tier=person.tier,
-                       consent_method={"popup": "Klaviyo Form", "checkout": "Shopify Checkout",
-                                       "footer_form": "Klaviyo Form"}.get(person.consent_source or ""),
-                       subscribed_at=person.consent_at, unsubscribed_at=unsub, bounced_at=person.bounced_at,
-                       spam_complaint_at=person.spam_at, created_at=created, updated_at=max(changes),
-                       _person_id=person.person_id)
+            self._emit(
+                "klaviyo_profiles",
+                profile_id=profile_id,
+                email=person.email if rng.random() < 0.95 else self._email_variant(person.email, ("case",)),
+                phone_number=person.phone if rng.random() < 0.4 else None,
+                first_name=person.first,
+                last_name=person.last,
+                city=person.city[0],
+                region=person.city[1],
+                country=person.city[2],
+                zip=person.postal,
+                membership_tier=person.tier,
+                consent_method={
+                    "popup": "Klaviyo Form",
+                    "checkout": "Shopify Checkout",
+                    "footer_form": "Klaviyo Form",
+                }.get(person.consent_source or ""),
+                subscribed_at=person.consent_at,
+                unsubscribed_at=unsub,
+                bounced_at=person.bounced_at,
+                spam_complaint_at=person.spam_at,
+                created_at=created,
+                updated_at=max(changes),
+                _person_id=person.person_id,
+            )
             if person.consent_at is not None:
-                self._emit("klaviyo_list_members", list_id=s.klaviyo_list_id, profile_id=profile_id,
-                           joined_at=person.consent_at, _person_id=person.person_id)
+                self._emit(
+                    "klaviyo_list_members",
+                    list_id=s.klaviyo_list_id,
+                    profile_id=profile_id,
+                    joined_at=person.consent_at,
+                    _person_id=person.person_id,
+                )
                 end = min(x for x in (unsub, person.bounced_at, person.spam_at, s.horizon + 1) if x)
                 self._klaviyo_campaign_events(person, profile_id, person.consent_at, end, unsub)
         if person.consent_at is not None and (rng.random() < 0.85 or person.withdrawn_platform == "mailchimp"):
             unsub = person.withdrawn_at if person.withdrawn_platform == "mailchimp" else person.spam_at
             email = person.email if rng.random() < 0.9 else self._email_variant(person.email, ("case",))
-            self._emit("mailchimp_members", list_id=s.mailchimp_list_id, email_address=email,
-                       unique_email_id=self.ids.hex(10), web_id=self._next("web", 400_000_000),
-                       first_name=person.first, last_name=person.last,
-                       phone=self._phone_variant(person.phone) if rng.random() < 0.5 else "",
-                       address=json.dumps({"addr1": person.street, "city": person.city[0], "state": person.city[1],
-                                           "zip": person.postal, "country": person.city[2]}),
-                       ip_signup=f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
-                       tags=json.dumps(["newsletter"] + ([person.tier] if person.tier != "none" else [])),
-                       subscribed_at=person.consent_at, unsubscribed_at=unsub, cleaned_at=person.bounced_at,
-                       created_at=person.consent_at, _person_id=person.person_id)
+            self._emit(
+                "mailchimp_members",
+                list_id=s.mailchimp_list_id,
+                email_address=email,
+                unique_email_id=self.ids.hex(10),
+                web_id=self._next("web", 400_000_000),
+                first_name=person.first,
+                last_name=person.last,
+                phone=self._phone_variant(person.phone) if rng.random() < 0.5 else "",
+                address=json.dumps(
+                    {
+                        "addr1": person.street,
+                        "city": person.city[0],
+                        "state": person.city[1],
+                        "zip": person.postal,
+                        "country": person.city[2],
+                    }
+                ),
+                ip_signup=f"{rng.randint(11, 223)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                tags=json.dumps(["newsletter"] + ([person.tier] if person.tier != "none" else [])),
+                subscribed_at=person.consent_at,
+                unsubscribed_at=unsub,
+                cleaned_at=person.bounced_at,
+                created_at=person.consent_at,
+                _person_id=person.person_id,
+            )
             end = min(x for x in (unsub, person.bounced_at, s.horizon + 1) if x)
             self._mailchimp_activity(person, email, person.consent_at, end, unsub)
 
@@ -484,17 +654,36 @@ class ChunkSimulator:
                 t = c.send_time + rng.expovariate(1 / 20000)
                 self._kevent(m["Opened Email"], profile_id, c.campaign_id, t, msg, person)
                 if rng.random() < 0.25:
-                    self._kevent(m["Clicked Email"], profile_id, c.campaign_id, t + rng.uniform(5, 300),
-                                 {**msg, "URL": f"https://{vocab.SHOP_DOMAIN}/collections/{person.favourite.lower().replace(' ', '-')}"},
-                                 person)
-        for metric, when in (("Unsubscribed from Email Marketing", unsub), ("Bounced Email", person.bounced_at),
-                             ("Marked Email as Spam", person.spam_at)):
+                    self._kevent(
+                        m["Clicked Email"],
+                        profile_id,
+                        c.campaign_id,
+                        t + rng.uniform(5, 300),
+                        {
+                            **msg,
+                            "URL": f"https://{vocab.SHOP_DOMAIN}/collections/{_slug(person.favourite)}",
+                        },
+                        person,
+                    )
+        for metric, when in (
+            ("Unsubscribed from Email Marketing", unsub),
+            ("Bounced Email", person.bounced_at),
+            ("Marked Email as Spam", person.spam_at),
+        ):
             if when is not None:
                 self._kevent(m[metric], profile_id, None, when, {}, person)
 
     def _kevent(self, metric_id, profile_id, campaign_id, t, props, person) -> None:
-        self._emit("klaviyo_events", event_id=self.ids.klaviyo_id(), metric_id=metric_id, profile_id=profile_id,
-                   campaign_id=campaign_id, datetime=t, properties=json.dumps(props), _person_id=person.person_id)
+        self._emit(
+            "klaviyo_events",
+            event_id=self.ids.klaviyo_id(),
+            metric_id=metric_id,
+            profile_id=profile_id,
+            campaign_id=campaign_id,
+            datetime=t,
+            properties=json.dumps(props),
+            _person_id=person.person_id,
+        )
 
     def _mailchimp_activity(self, person, email, start, end, unsub) -> None:
         rng = self.rng
@@ -502,21 +691,55 @@ class ChunkSimulator:
         for c in self.s.campaigns:
             if c.platform != "mailchimp" or not (start <= c.send_time < end):
                 continue
-            self._emit("mailchimp_activity", list_id=list_id, campaign_id=c.campaign_id, email_address=email,
-                       action="sent", timestamp=c.send_time, url=None, _person_id=person.person_id)
+            self._emit(
+                "mailchimp_activity",
+                list_id=list_id,
+                campaign_id=c.campaign_id,
+                email_address=email,
+                action="sent",
+                timestamp=c.send_time,
+                url=None,
+                _person_id=person.person_id,
+            )
             if rng.random() < person.open_rate:
                 t = c.send_time + rng.expovariate(1 / 20000)
-                self._emit("mailchimp_activity", list_id=list_id, campaign_id=c.campaign_id, email_address=email,
-                           action="open", timestamp=t, url=None, _person_id=person.person_id)
+                self._emit(
+                    "mailchimp_activity",
+                    list_id=list_id,
+                    campaign_id=c.campaign_id,
+                    email_address=email,
+                    action="open",
+                    timestamp=t,
+                    url=None,
+                    _person_id=person.person_id,
+                )
                 if rng.random() < 0.25:
-                    self._emit("mailchimp_activity", list_id=list_id, campaign_id=c.campaign_id,
-                               email_address=email, action="click", timestamp=t + rng.uniform(5, 300),
-                               url=f"https://{vocab.SHOP_DOMAIN}/", _person_id=person.person_id)
-        for action, when in (("unsub", unsub if person.withdrawn_platform == "mailchimp" else None),
-                             ("bounce", person.bounced_at), ("abuse", person.spam_at)):
+                    self._emit(
+                        "mailchimp_activity",
+                        list_id=list_id,
+                        campaign_id=c.campaign_id,
+                        email_address=email,
+                        action="click",
+                        timestamp=t + rng.uniform(5, 300),
+                        url=f"https://{vocab.SHOP_DOMAIN}/",
+                        _person_id=person.person_id,
+                    )
+        for action, when in (
+            ("unsub", unsub if person.withdrawn_platform == "mailchimp" else None),
+            ("bounce", person.bounced_at),
+            ("abuse", person.spam_at),
+        ):
             if when is not None:
-                self._emit("mailchimp_activity", list_id=list_id, campaign_id=None, email_address=email,
-                           action=action, timestamp=when, url=None, _person_id=person.person_id)
+                self._emit(
+                    "mailchimp_activity",
+                    list_id=list_id,
+                    campaign_id=None,
+                    email_address=email,
+                    action=action,
+                    timestamp=when,
+                    url=None,
+                    _person_id=person.person_id,
+                )
 
     # ---- CRM --------------------------------------------------------------------------
     def _crm(self, person: Person) -> None:
@@ -539,32 +762,73 @@ class ChunkSimulator:
             elif r < 0.03:
                 email = "n/a"
             optout = person.withdrawn_at if rng.random() < 0.5 else None
-            updated = max(x for x in (created, optout, person.last_activity if person.last_activity < s.horizon else None) if x)
+            updated = max(
+                x for x in (created, optout, person.last_activity if person.last_activity < s.horizon else None) if x
+            )
             contact_id = self._next("contact", 100_000)
-            self._emit("hubspot_contacts", contact_id=contact_id, email=email, firstname=person.first,
-                       lastname=person.last, phone=phone, city=person.city[0], state=person.city[1],
-                       country=person.city[2], zip=person.postal, lifecyclestage=stage,
-                       membership_tier=person.tier, company_id=company, optout_at=optout, created_at=created,
-                       updated_at=max(updated, created), _person_id=person.person_id)
+            self._emit(
+                "hubspot_contacts",
+                contact_id=contact_id,
+                email=email,
+                firstname=person.first,
+                lastname=person.last,
+                phone=phone,
+                city=person.city[0],
+                state=person.city[1],
+                country=person.city[2],
+                zip=person.postal,
+                lifecyclestage=stage,
+                membership_tier=person.tier,
+                company_id=company,
+                optout_at=optout,
+                created_at=created,
+                updated_at=max(updated, created),
+                _person_id=person.person_id,
+            )
             if company is not None and k == 0:
-                self._emit("hubspot_deals", deal_id=self._next("deal", 900_000),
-                           dealname=f"Team order - {person.last}", amount=round(rng.uniform(500, 5000), 2),
-                           dealstage=rng.choice(("appointmentscheduled", "qualifiedtobuy", "closedwon")),
-                           pipeline="default", closedate=created + 14 * DAY, contact_id=contact_id,
-                           company_id=company, created_at=created, updated_at=created + DAY,
-                           _person_id=person.person_id)
+                self._emit(
+                    "hubspot_deals",
+                    deal_id=self._next("deal", 900_000),
+                    dealname=f"Team order - {person.last}",
+                    amount=round(rng.uniform(500, 5000), 2),
+                    dealstage=rng.choice(("appointmentscheduled", "qualifiedtobuy", "closedwon")),
+                    pipeline="default",
+                    closedate=created + 14 * DAY,
+                    contact_id=contact_id,
+                    company_id=company,
+                    created_at=created,
+                    updated_at=created + DAY,
+                    _person_id=person.person_id,
+                )
 
     def _customers(self, person: Person) -> None:
         for key, (cid, email, created, updated, state) in person.customers.items():
             opt_in = person.consent_at if key == person.email and person.consent_source == "checkout" else None
-            self._emit("shopify_customers", customer_id=cid, email=email, first_name=person.first,
-                       last_name=person.last, phone=person.phone if state == "enabled" and self.rng.random() < 0.5 else None,
-                       state=state, verified_email=state == "enabled", tags=person.tier if person.tier != "none" else "",
-                       address=json.dumps({"address1": person.street, "city": person.city[0],
-                                           "province_code": person.city[1], "country_code": person.city[2],
-                                           "zip": person.postal}),
-                       marketing_opt_in_at=opt_in, marketing_opt_out_at=person.withdrawn_at if opt_in else None,
-                       created_at=created, updated_at=updated, _person_id=person.person_id)
+            self._emit(
+                "shopify_customers",
+                customer_id=cid,
+                email=email,
+                first_name=person.first,
+                last_name=person.last,
+                phone=person.phone if state == "enabled" and self.rng.random() < 0.5 else None,
+                state=state,
+                verified_email=state == "enabled",
+                tags=person.tier if person.tier != "none" else "",
+                address=json.dumps(
+                    {
+                        "address1": person.street,
+                        "city": person.city[0],
+                        "province_code": person.city[1],
+                        "country_code": person.city[2],
+                        "zip": person.postal,
+                    }
+                ),
+                marketing_opt_in_at=opt_in,
+                marketing_opt_out_at=person.withdrawn_at if opt_in else None,
+                created_at=created,
+                updated_at=updated,
+                _person_id=person.person_id,
+            )
 
     def _erasure(self, person: Person) -> None:
         rng, s = self.rng, self.s
@@ -573,8 +837,13 @@ class ChunkSimulator:
         t = max(person.last_activity, person.email_known_at) + rng.uniform(DAY, 10 * DAY)
         if t < s.horizon:
             person.erasure_at = t
-            self._emit("erasure_requests", request_id=f"er_{self.ids.hex(12)}", email=person.email,
-                       requested_at=t, _person_id=person.person_id)
+            self._emit(
+                "erasure_requests",
+                request_id=f"er_{self.ids.hex(12)}",
+                email=person.email,
+                requested_at=t,
+                _person_id=person.person_id,
+            )
 
     # ---- social ------------------------------------------------------------------------
     def _instagram(self, person: Person) -> None:
@@ -587,35 +856,82 @@ class ChunkSimulator:
             posted = [m for m in s.media if m[1] < t][-8:] or s.media[:1]
             media_id = rng.choice(posted)[0]
             text = rng.choice(mood).format(p=self._pick_product(person).title)
-            self._emit("instagram_comments", comment_id=self.ids.instagram_id(), media_id=media_id, text=text,
-                       username=person.instagram, user_id=person.instagram_user_id, like_count=rng.randint(0, 30),
-                       timestamp=t, _person_id=person.person_id)
+            self._emit(
+                "instagram_comments",
+                comment_id=self.ids.instagram_id(),
+                media_id=media_id,
+                text=text,
+                username=person.instagram,
+                user_id=person.instagram_user_id,
+                like_count=rng.randint(0, 30),
+                timestamp=t,
+                _person_id=person.person_id,
+            )
         if rng.random() < 0.08:
             t = person.active_from + rng.uniform(0, s.horizon - person.active_from)
             text = rng.choice(mood).format(p=self._pick_product(person).title)
-            self._emit("instagram_mentions", media_id=self.ids.instagram_id(), caption=f"{text} @{vocab.BRAND_IG_USERNAME}",
-                       media_type="IMAGE", permalink=f"https://www.instagram.com/p/{self.ids.hex(11)}/",
-                       username=person.instagram, like_count=rng.randint(0, 500), comments_count=rng.randint(0, 20),
-                       timestamp=t, _person_id=person.person_id)
+            self._emit(
+                "instagram_mentions",
+                media_id=self.ids.instagram_id(),
+                caption=f"{text} @{vocab.BRAND_IG_USERNAME}",
+                media_type="IMAGE",
+                permalink=f"https://www.instagram.com/p/{self.ids.hex(11)}/",
+                username=person.instagram,
+                like_count=rng.randint(0, 500),
+                comments_count=rng.randint(0, 20),
+                timestamp=t,
+                _person_id=person.person_id,
+            )
 
     def _truth_person(self, person: Person) -> None:
         c = person.city
-        self._emit("_persons", person_id=person.person_id, first_name=person.first, last_name=person.last,
-                   email=person.email, phone=person.phone, street=person.street, city=c[0], region=c[1],
-                   country=c[2], postal_code=person.postal, membership_tier=person.tier,
-                   household_id=person.household_id, is_social_only=person.social_only,
-                   is_guest_only=person.guest_only, account_created_at=person.account_at if person.account_customer_id else None,
-                   instagram_username=person.instagram, active_from=person.active_from,
-                   consent_source=person.consent_source, consent_given_at=person.consent_at,
-                   consent_withdrawn_at=person.withdrawn_at, withdrawn_platform=person.withdrawn_platform,
-                   bounced_at=person.bounced_at, spam_complaint_at=person.spam_at,
-                   erasure_requested_at=person.erasure_at)
+        self._emit(
+            "_persons",
+            person_id=person.person_id,
+            first_name=person.first,
+            last_name=person.last,
+            email=person.email,
+            phone=person.phone,
+            street=person.street,
+            city=c[0],
+            region=c[1],
+            country=c[2],
+            postal_code=person.postal,
+            membership_tier=person.tier,
+            household_id=person.household_id,
+            is_social_only=person.social_only,
+            is_guest_only=person.guest_only,
+            account_created_at=person.account_at if person.account_customer_id else None,
+            instagram_username=person.instagram,
+            active_from=person.active_from,
+            consent_source=person.consent_source,
+            consent_given_at=person.consent_at,
+            consent_withdrawn_at=person.withdrawn_at,
+            withdrawn_platform=person.withdrawn_platform,
+            bounced_at=person.bounced_at,
+            spam_complaint_at=person.spam_at,
+            erasure_requested_at=person.erasure_at,
+        )
 
 
-CHUNK_TABLES = {"_persons", "_checkouts", "mixpanel_events", "hubspot_contacts", "hubspot_deals",
-                "shopify_customers", "shopify_orders", "shopify_checkouts", "klaviyo_profiles",
-                "klaviyo_list_members", "klaviyo_events", "mailchimp_members", "mailchimp_activity",
-                "instagram_comments", "instagram_mentions", "erasure_requests"}
+CHUNK_TABLES = {
+    "_persons",
+    "_checkouts",
+    "mixpanel_events",
+    "hubspot_contacts",
+    "hubspot_deals",
+    "shopify_customers",
+    "shopify_orders",
+    "shopify_checkouts",
+    "klaviyo_profiles",
+    "klaviyo_list_members",
+    "klaviyo_events",
+    "mailchimp_members",
+    "mailchimp_activity",
+    "instagram_comments",
+    "instagram_mentions",
+    "erasure_requests",
+}
 
 
 class _EventWriter:
@@ -626,8 +942,14 @@ class _EventWriter:
         self.user_id: str | None = None
         self.cart_id = sim.ids.hex(24)
         self.columns = sim.cols["mixpanel_events"]
-        self.context = {"$os": device.os, "$browser": device.browser, "$device_type": device.kind, "mp_lib": "web",
-                        "utm_source": utm[0], "utm_medium": utm[1]}
+        self.context = {
+            "$os": device.os,
+            "$browser": device.browser,
+            "$device_type": device.kind,
+            "mp_lib": "web",
+            "utm_source": utm[0],
+            "utm_medium": utm[1],
+        }
 
     def emit(self, event: str, t: float, props: dict) -> None:
         # The hot path of generation (tens of millions of calls for a large world): append to
@@ -658,13 +980,32 @@ class _EventWriter:
 
 
 def _product_props(p: Product) -> dict:
-    return {"product_id": str(p.product_id), "sku": p.sku, "name": p.title, "category": p.category,
-            "price": p.price, "currency": "USD"}
+    return {
+        "product_id": str(p.product_id),
+        "sku": p.sku,
+        "name": p.title,
+        "category": p.category,
+        "price": p.price,
+        "currency": "USD",
+    }
 
 
 def _cart_products(cart) -> list[dict]:
-    return [{"product_id": str(p.product_id), "sku": p.sku, "name": p.title, "category": p.category,
-             "price": p.price, "quantity": q} for p, q in cart]
+    return [
+        {
+            "product_id": str(p.product_id),
+            "sku": p.sku,
+            "name": p.title,
+            "category": p.category,
+            "price": p.price,
+            "quantity": q,
+        }
+        for p, q in cart
+    ]
+
+
+def _slug(text: str) -> str:
+    return text.lower().replace(" ", "-")
 
 
 def _accumulate(values):

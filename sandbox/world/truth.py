@@ -69,8 +69,10 @@ def write_truth(world: Path, clock: datetime) -> None:
                             ELSE 'subscribed' END AS email_consent_status,
                        CASE WHEN consent_given_at <= $clock THEN consent_source END AS email_consent_source,
                        CASE WHEN consent_given_at <= $clock THEN consent_given_at END AS email_consent_given_at,
-                       CASE WHEN consent_withdrawn_at <= $clock THEN consent_withdrawn_at END AS email_consent_withdrawn_at,
-                       CASE WHEN consent_withdrawn_at <= $clock THEN withdrawn_platform END AS email_consent_withdrawn_in,
+                       CASE WHEN consent_withdrawn_at <= $clock THEN consent_withdrawn_at END
+                           AS email_consent_withdrawn_at,
+                       CASE WHEN consent_withdrawn_at <= $clock THEN withdrawn_platform END
+                           AS email_consent_withdrawn_in,
                        coalesce(bounced_at <= $clock, false) AS is_bounced,
                        coalesce(spam_complaint_at <= $clock, false) AS is_spam_complaint,
                        coalesce(erasure_requested_at <= $clock, false) AS erased,

@@ -37,7 +37,8 @@ def test_same_seed_gives_identical_world(tiny_worlds):
     for name in a:
         assert a[name].equals(b[name]), f"{name} differs between two generations with the same seed"
     assert json.loads((tiny_worlds["a"] / "world.json").read_text()) == json.loads(
-        (tiny_worlds["b"] / "world.json").read_text())
+        (tiny_worlds["b"] / "world.json").read_text()
+    )
 
 
 def test_different_seeds_differ(tiny_worlds):
@@ -55,7 +56,14 @@ def test_truth_files_follow_the_contract(world_template):
     truth = world_template / "truth"
     assert pq.read_schema(truth / "identities.parquet").names == ["person_id", "source", "id_type", "id_value"]
     assert pq.read_schema(truth / "checkouts.parquet").names == [
-        "checkout_id", "person_id", "started_at", "furthest_step", "completed_at", "cart_value", "exit_reason"]
+        "checkout_id",
+        "person_id",
+        "started_at",
+        "furthest_step",
+        "completed_at",
+        "cart_value",
+        "exit_reason",
+    ]
     persons = pq.read_schema(truth / "persons.parquet").names
     for column in ("person_id", "email", "email_consent_status", "erased"):
         assert column in persons
@@ -77,12 +85,15 @@ def test_every_exposed_identifier_is_in_truth_at_the_horizon(fresh_world):
 
     write_truth(fresh_world, datetime.fromisoformat(meta["horizon"]) + timedelta(days=1))
     for source, id_type, table, column, _ in IDENTIFIER_COLUMNS:
-        missing = _q(fresh_world, f"""
+        missing = _q(
+            fresh_world,
+            f"""
             SELECT count(*) FROM {table} s
             WHERE s._person_id IS NOT NULL AND s.{column} IS NOT NULL AND CAST(s.{column} AS VARCHAR) <> ''
               AND NOT EXISTS (SELECT 1 FROM truth_identities t WHERE t.person_id = s._person_id
                               AND t.source = '{source}' AND t.id_type = '{id_type}'
-                              AND t.id_value = CAST(s.{column} AS VARCHAR))""")[0][0]
+                              AND t.id_value = CAST(s.{column} AS VARCHAR))""",
+        )[0][0]
         assert missing == 0, f"{table}.{column}: {missing} identifiers missing from the truth"
 
 
@@ -90,13 +101,23 @@ def test_the_world_has_the_traps_a_real_shop_has(world_template):
     w = world_template
     q = lambda sql: _q(w, sql)[0][0]  # noqa: E731
     # a household's shared device: one device id, several people
-    assert q("SELECT count(*) FROM (SELECT id_value FROM truth_identities WHERE id_type = 'device_id' "
-             "GROUP BY 1 HAVING count(DISTINCT person_id) > 1)") > 0
+    assert (
+        q(
+            "SELECT count(*) FROM (SELECT id_value FROM truth_identities WHERE id_type = 'device_id' "
+            "GROUP BY 1 HAVING count(DISTINCT person_id) > 1)"
+        )
+        > 0
+    )
     # the support email typed into many people's phone orders, and junk typed at checkout
-    assert q("SELECT count(DISTINCT _person_id) FROM shopify_orders WHERE email = 'support@northwind-outfitters.com'") > 1
+    assert (
+        q("SELECT count(DISTINCT _person_id) FROM shopify_orders WHERE email = 'support@northwind-outfitters.com'") > 1
+    )
     assert q("SELECT count(*) FROM shopify_orders WHERE email IN ('test@test.com', 'n/a')") > 0
-    assert q("SELECT count(*) FROM shopify_orders WHERE phone = '0000000000'") + q(
-        "SELECT count(*) FROM hubspot_contacts WHERE phone = '0000000000'") > 0
+    assert (
+        q("SELECT count(*) FROM shopify_orders WHERE phone = '0000000000'")
+        + q("SELECT count(*) FROM hubspot_contacts WHERE phone = '0000000000'")
+        > 0
+    )
     # duplicate CRM contacts of one person, with case/whitespace/typo variants
     assert q("SELECT count(*) FROM (SELECT _person_id FROM hubspot_contacts GROUP BY 1 HAVING count(*) > 1)") > 0
     assert q("SELECT count(*) FROM hubspot_contacts WHERE email <> lower(trim(email))") > 0
@@ -112,21 +133,34 @@ def test_the_world_has_the_traps_a_real_shop_has(world_template):
 
 
 def test_checkout_funnel_has_planted_causes(world_template):
-    rows = dict(_q(world_template, "SELECT coalesce(exit_reason, 'completed'), count(*) FROM truth_checkouts GROUP BY 1"))
+    rows = dict(
+        _q(world_template, "SELECT coalesce(exit_reason, 'completed'), count(*) FROM truth_checkouts GROUP BY 1")
+    )
     total = sum(rows.values())
     abandoned = total - rows["completed"]
     assert 0.6 <= abandoned / total <= 0.8, rows
     assert 0.35 <= rows["extra_costs"] / abandoned <= 0.65, rows
     assert rows["forced_account"] > 0 and rows["payment"] > 0 and rows["low_intent"] > 0
     # forced-account exits happen only while guest checkout is off
-    on = _q(world_template, "SELECT count(*) FROM _checkouts WHERE exit_reason = 'forced_account' AND guest_checkout_enabled")
+    on = _q(
+        world_template,
+        "SELECT count(*) FROM _checkouts WHERE exit_reason = 'forced_account' AND guest_checkout_enabled",
+    )
     assert on[0][0] == 0
 
 
 def test_segment_spec_event_names(world_template):
     names = {r[0] for r in _q(world_template, "SELECT DISTINCT event FROM mixpanel_events")}
-    assert {"Product Viewed", "Product Added", "Cart Viewed", "Checkout Started", "Checkout Step Viewed",
-            "Checkout Step Completed", "Payment Info Entered", "Order Completed"} <= names
+    assert {
+        "Product Viewed",
+        "Product Added",
+        "Cart Viewed",
+        "Checkout Started",
+        "Checkout Step Viewed",
+        "Checkout Step Completed",
+        "Payment Info Entered",
+        "Order Completed",
+    } <= names
 
 
 def test_truth_follows_the_clock(fresh_world):

@@ -41,5 +41,6 @@ _spec_pipeline = make_pipeline("hubspot", warehouse=_SPEC_DIR / "unused.duckdb",
 )
 def hubspot_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
     pipeline = make_pipeline("hubspot", warehouse.path, warehouse.pipelines_dir)
-    yield from dlt.run(context=context, dlt_source=hubspot_source(), dlt_pipeline=pipeline,
-                       loader_file_format=LOADER_FILE_FORMAT)
+    yield from dlt.run(
+        context=context, dlt_source=hubspot_source(), dlt_pipeline=pipeline, loader_file_format=LOADER_FILE_FORMAT
+    )

@@ -1,6 +1,5 @@
 """The dbt project as Dagster assets: staging, intermediate and marts."""
 
-
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -32,14 +31,14 @@ def _manifest_path():
     path = dbt_project.manifest_path
     if not path.exists():
         raise FileNotFoundError(
-            f"dbt manifest not found at {path}. Build it once with `make setup` "
-            "(runs `dbt parse` in dbt_project/)."
+            f"dbt manifest not found at {path}. Build it once with `make setup` (runs `dbt parse` in dbt_project/)."
         )
     return path
 
 
-@dbt_assets(manifest=_manifest_path(), project=dbt_project, dagster_dbt_translator=TesseraDbtTranslator(),
-            pool=WAREHOUSE_POOL)
+@dbt_assets(
+    manifest=_manifest_path(), project=dbt_project, dagster_dbt_translator=TesseraDbtTranslator(), pool=WAREHOUSE_POOL
+)
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     # dbt runs as a subprocess and reads the warehouse path from its profile's env_var.
     os.environ["TESSERA_WAREHOUSE"] = str(warehouse.path)
