@@ -1,0 +1,13 @@
+"""Run every benchmark in turn (`make bench`)."""
+
+import sys
+
+from benchmarks import sandbox_world
+
+BENCHMARKS = [sandbox_world]
+
+if __name__ == "__main__":
+    for bench in BENCHMARKS:
+        print(f"== {bench.__name__}")
+        bench.main([])
+    sys.exit(0)
