@@ -61,6 +61,7 @@ def _summary(warehouse: Path) -> list[tuple[str, int]]:
         tables = con.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') "
+            "AND table_schema NOT LIKE '%\\_staging' ESCAPE '\\' "
             "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\' "
             "ORDER BY table_schema, table_name"
         ).fetchall()
@@ -138,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         with dg.DagsterInstance.get() as instance:
-            result = defs.resolve_job_def("nightly").execute_in_process(instance=instance, raise_on_error=False)
+            result = defs.resolve_job_def("nightly").execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
         elapsed = time.perf_counter() - started
         if not result.success:
             failed = [e.step_key for e in result.all_events if e.is_step_failure]

@@ -49,7 +49,9 @@ class Sandbox:
         self.control("PUT", "faults", json=faults)
 
     def reset(self) -> None:
+        """Faults off, counters zeroed, default rate limits with fresh budgets."""
         self.control("DELETE", "faults")
+        self.control("PUT", "limits", json={})
         self.control("POST", "counters/reset")
 
 
