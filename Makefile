@@ -34,6 +34,7 @@ demo: setup  ## generate a sandbox shop, serve it, and run the whole pipeline (S
 
 test: setup  ## lint, then run the whole test suite
 	.venv/bin/ruff check .
+	cd dbt_project && ../.venv/bin/sqlfluff lint models
 	.venv/bin/python -m pytest
 
 lint: setup  ## ruff and sqlfluff
