@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from sandbox.world import vocab
@@ -208,23 +209,6 @@ def _shared(config: WorldConfig) -> tuple[Shared, dict[str, pa.Table], dict]:
             created_at=before,
             updated_at=before,
         )
-    for email, cid in junk.items():
-        # One shared customer per junk email: Shopify files every order typed with it under it.
-        add(
-            "shopify_customers",
-            customer_id=cid,
-            email=email,
-            first_name="Guest" if email != vocab.SUPPORT_EMAIL else "Customer",
-            last_name="" if email != vocab.SUPPORT_EMAIL else "Service",
-            phone=None,
-            state="disabled",
-            verified_email=False,
-            tags="",
-            address="{}",
-            created_at=start - 30 * DAY,
-            updated_at=start - 30 * DAY,
-            _person_id=None,
-        )
     tables = {name: to_arrow(name, cols) for name, cols in t.items()}
     meta = {
         "klaviyo_list_id": klaviyo_list_id,
@@ -236,6 +220,49 @@ def _shared(config: WorldConfig) -> tuple[Shared, dict[str, pa.Table], dict]:
         "metric_ids": metric_ids,
     }
     return shared, tables, meta
+
+
+class _JunkOrders:
+    """The shared customers Shopify files junk-email orders under (test@test.com, the support
+    address). Each exists from its first order on, so it appears exactly when an order
+    exposes it, and lists the people who used it in the truth."""
+
+    def __init__(self, junk: dict[str, int]) -> None:
+        self.email_by_id = {cid: email for email, cid in junk.items()}
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+
+    def add(self, orders: pa.Table) -> None:
+        ids = pa.array(list(self.email_by_id), pa.int64())
+        mine = orders.filter(pc.is_in(orders["customer_id"], value_set=ids))
+        if not mine.num_rows:
+            return
+        spans = mine.group_by("customer_id").aggregate([("created_at", "min"), ("created_at", "max")])
+        for row in spans.to_pylist():
+            cid, first, last = row["customer_id"], row["created_at_min"].timestamp(), row["created_at_max"].timestamp()
+            self.first[cid] = min(first, self.first.get(cid, first))
+            self.last[cid] = max(last, self.last.get(cid, last))
+
+    def customers(self) -> pa.Table:
+        cols = empty_columns("shopify_customers")
+        for cid in sorted(self.first):
+            email = self.email_by_id[cid]
+            support = email == vocab.SUPPORT_EMAIL
+            row = {
+                "customer_id": cid,
+                "email": email,
+                "first_name": "Customer" if support else "Guest",
+                "last_name": "Service" if support else "",
+                "state": "disabled",
+                "verified_email": False,
+                "tags": "",
+                "address": "{}",
+                "created_at": self.first[cid],
+                "updated_at": self.last[cid],
+            }
+            for name, values in cols.items():
+                values.append(row.get(name))
+        return to_arrow("shopify_customers", cols)
 
 
 def _chunk(args: tuple[Shared, int, int, int]) -> dict[str, pa.Table]:
@@ -273,11 +300,14 @@ def generate_world(
     try:
         for name, table in global_tables.items():
             write(name, table)
+        junk_orders = _JunkOrders(shared.junk_customer_ids)
         for done, tables in enumerate(_run(jobs, workers), 1):
             for name, table in tables.items():
                 write(name, table)
+            junk_orders.add(tables["shopify_orders"])
             if progress:
                 progress(min(done * config.chunk_size, config.customers), config.customers)
+        write("shopify_customers", junk_orders.customers())
         for name in SCHEMAS:  # every table exists, even when this world has no rows for it
             if name not in writers:
                 write(name, SCHEMAS[name].empty_table())
