@@ -13,6 +13,9 @@
     GET    /_sandbox/objects          ?vendor=&kind=&prefix=&limit= destinations' current objects
     GET    /_sandbox/limits           {"effective": rules, "overrides": limits.json}
     PUT    /_sandbox/limits           replace overrides, e.g. {"hubspot": {"burst": {"limit": 5}}}
+    GET    /_sandbox/erasure-requests the shop's erasure requests received by the clock
+                                      (no vendor API carries them; a shop gets them by email,
+                                      a form or a platform's privacy webhook)
 """
 
 from __future__ import annotations
@@ -153,6 +156,16 @@ def control_mount(state: SandboxState) -> Mount:
                 return _error(400, str(exc))
         return JSONResponse({"effective": state.limits.config(), "overrides": state.limits.overrides})
 
+    async def erasure_requests(request: Request) -> Response:
+        rows = await run_in_threadpool(
+            state.query,
+            "SELECT request_id, email, requested_at FROM erasure_requests "
+            "WHERE requested_at <= ? ORDER BY requested_at",
+            [state.clock],
+        )
+        items = [{**r, "requested_at": format_ts(r["requested_at"])} for r in rows]
+        return JSONResponse({"count": len(items), "items": items})
+
     return Mount(
         "/_sandbox",
         routes=[
@@ -165,6 +178,7 @@ def control_mount(state: SandboxState) -> Mount:
             Route("/received", received, methods=["GET"]),
             Route("/objects", objects, methods=["GET"]),
             Route("/limits", limits, methods=["GET", "PUT"]),
+            Route("/erasure-requests", erasure_requests, methods=["GET"]),
         ],
         name="sandbox",
     )

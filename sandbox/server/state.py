@@ -392,6 +392,9 @@ class SandboxState:
         # Casts and date parts of TIMESTAMPTZ follow the session zone: pin UTC so what vendors
         # render does not depend on the machine's time zone. GLOBAL reaches every cursor.
         self._duck.execute("SET GLOBAL TimeZone = 'UTC'").fetchall()
+        # DuckDB's buffer pool would otherwise keep scanned pages up to 80% of RAM: a streamed
+        # export of a large world must not grow the server by the size of what it streamed.
+        self._duck.execute("SET GLOBAL memory_limit = '1GB'").fetchall()
         self._duck_local = threading.local()
         self.tables: list[str] = self._register_store()
 

@@ -460,3 +460,17 @@ def test_received_and_objects_endpoints(client: TestClient) -> None:
     objects = client.get("/_sandbox/objects", params={"vendor": "fake", "kind": "profile"}).json()
     assert objects["items"][0]["payload"] == {"id": "a", "email": "a@example.com", "tier": "gold"}
     assert client.get("/_sandbox/received", params={"vendor": "other"}).json()["count"] == 0
+
+
+def test_erasure_requests_follow_the_clock(private_sandbox):
+    import duckdb
+
+    store = private_sandbox.world / "store" / "erasure_requests.parquet"
+    first = private_sandbox.control("GET", "erasure-requests").json()
+    clock = private_sandbox.control("GET", "clock").json()["clock"]
+    expected = duckdb.sql(f"SELECT count(*) FROM '{store}' WHERE requested_at <= '{clock}'::TIMESTAMPTZ").fetchall()
+    assert first["count"] == expected[0][0]
+    assert all(item["requested_at"] <= clock for item in first["items"])
+    private_sandbox.control("POST", "clock/advance", json={"days": 14})
+    later = private_sandbox.control("GET", "erasure-requests").json()
+    assert later["count"] >= first["count"]
