@@ -258,7 +258,7 @@ class ChunkSimulator:
             ev.emit("Product List Viewed", t, {"category": person.favourite, "list_id": person.favourite.lower()})
             t += rng.uniform(5, 60)
         cart: list[tuple[Product, int]] = []
-        for _ in range(1 + int(rng.expovariate(1 / 2.0))):
+        for _ in range(1 + int(rng.expovariate(1 / 1.5))):
             p = self._pick_product(person)
             ev.emit("Product Viewed", t, _product_props(p))
             t += rng.uniform(10, 120)
