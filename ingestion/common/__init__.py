@@ -1,0 +1,1 @@
+"""What every Tessera source shares: a patient HTTP session, clear errors, and quarantine."""

@@ -1,0 +1,99 @@
+"""The shared loader plumbing: retries, clear failures, redaction, pacing and quarantine."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import requests
+
+from ingestion.common.errors import CredentialRejected, RequestFailed, VendorUnreachable, redact_url
+from ingestion.common.http import RetryPolicy, VendorSession, retry_after_seconds
+from ingestion.common.pacing import ShopifyBucketPacer, UsagePercentPacer
+from ingestion.common.quarantine import RecordRules, check
+
+
+def _hubspot(sandbox, sleeps: list[float], attempts: int = 8) -> tuple[VendorSession, str]:
+    token = json.loads((sandbox.world / "world.json").read_text())["credentials"]["hubspot"]["access_token"]
+    session = VendorSession(
+        "hubspot", "access_token", RetryPolicy(max_attempts=attempts, backoff_base=0.01), sleep=sleeps.append
+    )
+    session.headers["Authorization"] = f"Bearer {token}"
+    return session, f"{sandbox.url}/hubspot/crm/v3/objects/contacts"
+
+
+def test_retries_429_and_500_honouring_retry_after(sandbox):
+    sandbox.set_faults(rate_429=0.3, rate_500=0.2, retry_after_seconds=2, seed=5)
+    sleeps: list[float] = []
+    session, url = _hubspot(sandbox, sleeps)
+    for _ in range(20):
+        assert session.get(url, params={"limit": 5}).status_code == 200
+    assert session.retries > 0
+    assert 2.0 in sleeps, "a 429's Retry-After was not honoured"
+
+
+def test_gives_up_after_the_allowed_attempts(sandbox):
+    sandbox.set_faults(rate_500=1.0)
+    session, url = _hubspot(sandbox, [], attempts=3)
+    with pytest.raises(RequestFailed, match="HTTP 500 after 3 attempt"):
+        session.get(url)
+
+
+def test_wrong_credential_fails_at_once_naming_the_setting(sandbox):
+    sleeps: list[float] = []
+    session, url = _hubspot(sandbox, sleeps)
+    session.headers["Authorization"] = "Bearer pat-wrong"
+    with pytest.raises(CredentialRejected, match="SOURCES__HUBSPOT__ACCESS_TOKEN"):
+        session.get(url)
+    assert sleeps == []
+
+
+def test_wrong_base_url_fails_at_once_naming_the_setting():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    sleeps: list[float] = []
+    session = VendorSession("shopify", "access_token", sleep=sleeps.append)
+    with pytest.raises(VendorUnreachable, match="SOURCES__SHOPIFY__BASE_URL"):
+        session.get(f"http://127.0.0.1:{port}/shopify/admin/api/2025-01/orders.json")
+    assert sleeps == []
+
+
+def test_secrets_never_appear_in_messages():
+    url = "https://graph.facebook.com/v21.0/123/media?fields=id&access_token=IGQVsecret&limit=5"
+    assert "IGQVsecret" not in redact_url(url)
+    err = CredentialRejected("instagram", url, 400, "access_token")
+    assert "IGQVsecret" not in str(err)
+
+
+def test_retry_after_forms():
+    def resp(value):
+        r = requests.Response()
+        r.headers["Retry-After"] = value
+        return r
+
+    assert retry_after_seconds(resp("2.0")) == 2.0
+    assert retry_after_seconds(resp("3")) == 3.0
+    assert retry_after_seconds(resp("Wed, 21 Oct 2015 07:28:00 GMT")) == 0.0
+
+
+def test_pacers_slow_down_before_the_vendor_says_429():
+    r = requests.Response()
+    r.headers["X-Shopify-Shop-Api-Call-Limit"] = "39/40"
+    assert ShopifyBucketPacer().wait_after(r) == pytest.approx(1.5)
+    r.headers["X-Shopify-Shop-Api-Call-Limit"] = "10/40"
+    assert ShopifyBucketPacer().wait_after(r) == 0
+    r = requests.Response()
+    r.headers["X-App-Usage"] = json.dumps({"call_count": 95, "total_cputime": 1, "total_time": 1})
+    assert UsagePercentPacer(pause=30).wait_after(r) == 30
+
+
+def test_quarantine_rules():
+    rules = RecordRules(primary_key=("id",), timestamps=("updated_at",), numbers=("qty",))
+    good = {"id": 1, "updated_at": "2026-01-01T00:00:00Z", "qty": "3"}
+    assert check(good, rules) is None and good["qty"] == 3  # a retyped number is coerced back
+    assert check({"id": None}, rules) == "missing primary key id"
+    assert "unparseable timestamp" in check({"id": 1, "updated_at": "not-a-timestamp"}, rules)
+    assert "non-numeric" in check({"id": 1, "qty": "three"}, rules)
+    assert "not a JSON object" in check("{truncated", rules)
