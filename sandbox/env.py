@@ -1,6 +1,7 @@
 """Settings that point Tessera's loaders and pushes at a running sandbox.
 
-The same variables point them at the real vendors; see the README.
+The same variables point them at the real vendors (see the README's table): only the values
+differ. Base URLs are the sandbox's `/<vendor>` prefix in place of the vendor's host.
 """
 
 from __future__ import annotations
@@ -10,9 +11,23 @@ from pathlib import Path
 
 
 def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
-    creds = json.loads((Path(world) / "world.json").read_text())["credentials"]
+    meta = json.loads((Path(world) / "world.json").read_text())
+    c = meta["credentials"]
     base = base_url.rstrip("/")
     return {
+        "SOURCES__MIXPANEL__BASE_URL": f"{base}/mixpanel",
+        "SOURCES__MIXPANEL__PROJECT_ID": c["mixpanel"]["project_id"],
+        "SOURCES__MIXPANEL__USERNAME": c["mixpanel"]["service_account_username"],
+        "SOURCES__MIXPANEL__SECRET": c["mixpanel"]["service_account_secret"],
         "SOURCES__HUBSPOT__BASE_URL": f"{base}/hubspot",
-        "SOURCES__HUBSPOT__ACCESS_TOKEN": creds["hubspot"]["access_token"],
+        "SOURCES__HUBSPOT__ACCESS_TOKEN": c["hubspot"]["access_token"],
+        "SOURCES__SHOPIFY__BASE_URL": f"{base}/shopify",
+        "SOURCES__SHOPIFY__ACCESS_TOKEN": c["shopify"]["access_token"],
+        "SOURCES__KLAVIYO__BASE_URL": f"{base}/klaviyo",
+        "SOURCES__KLAVIYO__API_KEY": c["klaviyo"]["api_key"],
+        "SOURCES__MAILCHIMP__BASE_URL": f"{base}/mailchimp",
+        "SOURCES__MAILCHIMP__API_KEY": c["mailchimp"]["api_key"],
+        "SOURCES__INSTAGRAM__BASE_URL": f"{base}/instagram",
+        "SOURCES__INSTAGRAM__ACCESS_TOKEN": c["instagram"]["access_token"],
+        "SOURCES__INSTAGRAM__IG_USER_ID": c["instagram"]["ig_user_id"],
     }
