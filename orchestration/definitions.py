@@ -7,13 +7,13 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
-from orchestration.defs.ingestion.hubspot import hubspot_assets
+from orchestration.defs.ingestion.assets import source_assets
 from orchestration.defs.schedules import nightly_job, nightly_schedule
 from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[hubspot_assets, dbt_models],
+    assets=[*source_assets, dbt_models],
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     resources={

@@ -1,0 +1,132 @@
+"""One Dagster asset per dlt resource of every source, keyed `raw_<vendor>/<resource>`.
+
+The sources are listed once in `SOURCES`; everything else (assets, keys, groups, the writer
+pool, metadata) follows from that list, so adding a source is adding one line there.
+"""
+
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import duckdb
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.sources import DltSource
+
+from ingestion.common.quarantine import QUARANTINE_TABLE
+from ingestion.hubspot import hubspot_source
+from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
+from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+
+
+@dataclass(frozen=True)
+class Source:
+    vendor: str
+    factory: Callable[..., DltSource]
+    # Placeholder settings so the source can be built at import for its asset specs; the
+    # real settings are read by dlt when the asset runs.
+    spec_settings: dict[str, str]
+    description: str
+
+
+SOURCES: list[Source] = [
+    Source(
+        "hubspot",
+        hubspot_source,
+        {"base_url": "http://spec", "access_token": "spec"},
+        "HubSpot CRM v3: contacts and companies",
+    ),
+]
+
+
+class RawTranslator(DagsterDltTranslator):
+    """Asset keys `raw_<vendor>/<table>`, the same keys dbt gives `source('<vendor>', '<table>')`."""
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        spec = super().get_asset_spec(data)
+        dataset = data.pipeline.dataset_name if data.pipeline else "raw_unknown"
+        return spec.replace_attributes(
+            key=dg.AssetKey(
+                [dataset, data.resource.table_name if isinstance(data.resource.table_name, str) else data.resource.name]
+            ),
+            deps=[],
+            group_name="ingestion",
+            kinds={"dlt", "duckdb"},
+            owners=["team:data-engineering"],
+        )
+
+
+_SPEC_DIR = Path(tempfile.gettempdir()) / "tessera-dlt-specs"
+
+
+def _quarantined_by_resource(warehouse: Path, dataset: str, load_ids: list[str]) -> dict[str, int]:
+    """Rows this run set aside in `<dataset>.quarantine`, per resource."""
+    if not load_ids:
+        return {}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [dataset, QUARANTINE_TABLE],
+        ).fetchall()[0][0]
+        if not exists:
+            return {}
+        rows = con.execute(
+            f'SELECT resource, count(*) FROM "{dataset}"."{QUARANTINE_TABLE}" '
+            f"WHERE _dlt_load_id IN ({','.join('?' * len(load_ids))}) GROUP BY 1",
+            load_ids,
+        ).fetchall()
+    return dict(rows)
+
+
+def build_source_assets(source: Source) -> dg.AssetsDefinition:
+    spec_pipeline = make_pipeline(source.vendor, warehouse=_SPEC_DIR / "unused.duckdb", pipelines_dir=_SPEC_DIR)
+
+    @dlt_assets(
+        dlt_source=source.factory(**source.spec_settings),
+        dlt_pipeline=spec_pipeline,
+        name=f"{source.vendor}_source",
+        dagster_dlt_translator=RawTranslator(),
+        pool=WAREHOUSE_POOL,
+    )
+    def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
+        pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
+        events = list(
+            dlt.run(
+                context=context,
+                dlt_source=source.factory(),
+                dlt_pipeline=pipeline,
+                loader_file_format=LOADER_FILE_FORMAT,
+            )
+        )
+        yield from _with_load_report(events, pipeline, warehouse.path)
+
+    return _assets
+
+
+def _with_load_report(events: list[Any], pipeline, warehouse: Path) -> Iterator[Any]:
+    """Add what a data engineer asks after a load: rows in the table, rows quarantined, new columns."""
+    load_ids = [p.load_id for p in pipeline.last_trace.last_load_info.load_packages] if pipeline.last_trace else []
+    quarantined = _quarantined_by_resource(warehouse, pipeline.dataset_name, load_ids)
+    new_columns: dict[str, list[str]] = {}
+    for package in pipeline.last_trace.last_load_info.load_packages if pipeline.last_trace else []:
+        for table_name, table in (package.schema_update or {}).items():
+            new_columns.setdefault(table_name, []).extend(
+                c for c in table.get("columns", {}) if not c.startswith("_dlt")
+            )
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        for event in events:
+            table = event.asset_key.path[-1]
+            total = con.execute(f'SELECT count(*) FROM "{pipeline.dataset_name}"."{table}"').fetchall()[0][0]
+            extra = {
+                "table_rows": dg.MetadataValue.int(total),
+                "quarantined_rows": dg.MetadataValue.int(quarantined.get(table, 0)),
+            }
+            if new_columns.get(table):
+                extra["new_columns"] = dg.MetadataValue.text(", ".join(sorted(set(new_columns[table]))))
+            yield dg.MaterializeResult(asset_key=event.asset_key, metadata={**(event.metadata or {}), **extra})
+
+
+source_assets = [build_source_assets(source) for source in SOURCES]
