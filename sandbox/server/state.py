@@ -15,6 +15,7 @@ module's `mount(state)`. It owns:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -396,6 +397,10 @@ class SandboxState:
         # export of a large world must not grow the server by the size of what it streamed.
         self._duck.execute("SET GLOBAL memory_limit = '1GB'").fetchall()
         self._duck_local = threading.local()
+        # Every per-thread cursor, so close() can close them on the thread that shuts down:
+        # left to the worker threads' teardown at interpreter exit, DuckDB can abort the process.
+        self._thread_cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
         self.tables: list[str] = self._register_store()
 
     # -- world metadata ----------------------------------------------------------------------
@@ -476,6 +481,8 @@ class SandboxState:
         if cur is None:
             cur = self._duck.cursor()
             self._duck_local.cursor = cur
+            with self._cursors_lock:
+                self._thread_cursors.append(cur)
         return cur
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -505,6 +512,11 @@ class SandboxState:
         return self.error_responses.get(vendor, default_error_response)(status, retry_after)
 
     def close(self) -> None:
-        """Flush counters and close SQLite connections (safe to call more than once)."""
+        """Flush counters, close DuckDB cursors and SQLite connections (safe to call twice)."""
         self.counters.flush()
         self.destinations.close()
+        with self._cursors_lock:
+            cursors, self._thread_cursors = self._thread_cursors, []
+        for cur in cursors:
+            with contextlib.suppress(duckdb.Error):
+                cur.close()

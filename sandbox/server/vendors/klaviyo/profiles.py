@@ -1,0 +1,408 @@
+"""Profiles: the world's `klaviyo_profiles` overlaid with what push clients wrote.
+
+A profile written through the API (Create or Update Profile, bulk import, Create Event) is
+stored whole in the destinations store (kind "profile", key profile id) with every served
+attribute; it replaces the store row's attributes, while consent keeps coming from the store
+columns as of the clock (the API writes here never change consent, exactly like Klaviyo's
+profile import, which is why an audience push cannot subscribe anyone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from sandbox.server.vendors.klaviyo import overlays
+from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, iso, jsonapi, not_found
+from sandbox.server.vendors.klaviyo.query import Collection, Row, fetch_one, ff, list_response, query_rows, sparse
+
+#: Serializes read-modify-write of profiles so two writes for one new email create one profile.
+WRITE_LOCK = threading.Lock()
+
+_IDENTIFIERS = ("email", "phone_number", "external_id")
+_SCALARS = (*_IDENTIFIERS, "first_name", "last_name", "organization", "locale", "title", "image")
+_LOCATION = (
+    "address1",
+    "address2",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "region",
+    "zip",
+    "timezone",
+    "ip",
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ulid() -> str:
+    """A 26-character id shaped like Klaviyo's profile ids (ULIDs)."""
+    return "01" + "".join(_CROCKFORD[b % 32] for b in os.urandom(24))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _gated(column: str) -> str:
+    return f"CASE WHEN s.{column} <= $clock THEN s.{column} END"
+
+
+def profile_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+    """Visible profiles: store rows created by the clock (API-written attributes win), plus
+    profiles created through the API. `updated` is the latest change at or before the clock."""
+    overlays.use(ctx, overlays.PROFILES)
+    changes = ", ".join(
+        [
+            "s.created_at",
+            *(_gated(c) for c in ("subscribed_at", "unsubscribed_at", "bounced_at", "spam_complaint_at")),
+            "o.updated",
+        ]
+    )
+    sql = f"""
+        SELECT s.profile_id AS id,
+            CASE WHEN o.id IS NULL THEN s.email ELSE o.email END AS email,
+            CASE WHEN o.id IS NULL THEN s.phone_number ELSE o.phone_number END AS phone_number,
+            o.external_id, o.attributes_json,
+            s.first_name, s.last_name, s.city, s.region, s.country, s.zip, s.membership_tier,
+            s.consent_method,
+            {_gated("subscribed_at")} AS subscribed_at,
+            {_gated("unsubscribed_at")} AS unsubscribed_at,
+            {_gated("bounced_at")} AS bounced_at,
+            {_gated("spam_complaint_at")} AS spam_complaint_at,
+            date_trunc('second', s.created_at) AS created,
+            date_trunc('second', greatest({changes})) AS updated
+        FROM klaviyo_profiles AS s LEFT JOIN {overlays.PROFILES.name} AS o ON o.id = s.profile_id
+        WHERE s.created_at <= $clock
+        UNION ALL BY NAME
+        SELECT o.id, o.email, o.phone_number, o.external_id, o.attributes_json,
+            date_trunc('second', o.created) AS created, date_trunc('second', o.updated) AS updated
+        FROM {overlays.PROFILES.name} AS o
+        WHERE o.id NOT IN (SELECT profile_id FROM klaviyo_profiles)
+    """
+    return sql, {"clock": ctx.state.clock}
+
+
+def _store_attributes(row: Row) -> dict[str, Any]:
+    """The served attributes of a store profile (membership tier is a custom property)."""
+    location = dict.fromkeys(_LOCATION)
+    location.update(city=row["city"], region=row["region"], country=row["country"], zip=row["zip"])
+    tier = row.get("membership_tier")
+    return {
+        **dict.fromkeys(_SCALARS),
+        "email": row["email"],
+        "phone_number": row["phone_number"],
+        "first_name": row["first_name"],
+        "last_name": row["last_name"],
+        "location": location,
+        "properties": {"membership_tier": tier} if tier else {},
+    }
+
+
+def current_attributes(row: Row) -> dict[str, Any]:
+    if row.get("attributes_json"):
+        return json.loads(row["attributes_json"])
+    return _store_attributes(row)
+
+
+def _email_marketing(row: Row) -> dict[str, Any]:
+    """Consent as of the clock: unsubscribed beats subscribed; bounces and spam complaints
+    are suppressions that stop sending without changing consent."""
+    if row.get("unsubscribed_at"):
+        consent, when = "UNSUBSCRIBED", row["unsubscribed_at"]
+    elif row.get("subscribed_at"):
+        consent, when = "SUBSCRIBED", row["subscribed_at"]
+    else:
+        consent, when = "NEVER_SUBSCRIBED", None
+    suppression = [
+        {"reason": reason, "timestamp": iso(row[column])}
+        for reason, column in (("HARD_BOUNCE", "bounced_at"), ("SPAM_COMPLAINT", "spam_complaint_at"))
+        if row.get(column)
+    ]
+    stamps = [t for t in (when, row.get("bounced_at"), row.get("spam_complaint_at")) if t]
+    return {
+        "can_receive_email_marketing": consent == "SUBSCRIBED" and not suppression,
+        "consent": consent,
+        "consent_timestamp": iso(when),
+        "last_updated": iso(max(stamps)) if stamps else None,
+        "method": row.get("consent_method") if when else None,
+        "method_detail": None,
+        "custom_method_detail": None,
+        "double_optin": None,
+        "suppression": suppression,
+        "list_suppressions": [],
+    }
+
+
+def subscriptions(row: Row) -> dict[str, Any]:
+    sms = {
+        "can_receive_sms_marketing": False,
+        "consent": "NEVER_SUBSCRIBED",
+        "consent_timestamp": None,
+        "method": None,
+        "method_detail": None,
+        "last_updated": None,
+    }
+    return {"email": {"marketing": _email_marketing(row)}, "sms": {"marketing": sms}}
+
+
+def additional_fields(ctx: Ctx) -> set[str]:
+    raw = ctx.query.get("additional-fields[profile]")
+    names = {n.strip() for n in raw.split(",") if n.strip()} if raw else set()
+    if "predictive_analytics" in names:
+        raise invalid(
+            "additional-fields[profile]=predictive_analytics is not available in this account.",
+            parameter="additional-fields[profile]",
+        )
+    if names - {"subscriptions"}:
+        raise invalid(
+            f"Invalid additional-fields[profile]: {raw}. Supported values: subscriptions, predictive_analytics.",
+            parameter="additional-fields[profile]",
+        )
+    return names
+
+
+def _last_event_dates(ctx: Ctx, ids: list[str]) -> dict[str, datetime]:
+    """Latest visible event per profile (store events and events created through the API)."""
+    if not ids:
+        return {}
+    overlays.use(ctx, overlays.EVENTS)
+    cur = ctx.db().execute(
+        "SELECT profile_id, max(datetime) FROM (SELECT profile_id, datetime FROM klaviyo_events"
+        f" UNION ALL SELECT profile_id, datetime FROM {overlays.EVENTS.name})"
+        " WHERE datetime <= $clock AND profile_id IN (SELECT unnest($ids)) GROUP BY 1",
+        {"clock": ctx.state.clock, "ids": ids},
+    )
+    return dict(cur.fetchall())
+
+
+def render_profiles(ctx: Ctx, rows: list[Row], extra: dict[str, dict[str, Any]] | None = None) -> list[dict]:
+    """Profile resources; `extra` adds attributes per id (e.g. `joined_group_at`)."""
+    wanted = additional_fields(ctx)
+    last_events = _last_event_dates(ctx, [r["id"] for r in rows])
+    out = []
+    for row in rows:
+        pid = row["id"]
+        attributes = {
+            **current_attributes(row),
+            "created": iso(row["created"]),
+            "updated": iso(row["updated"]),
+            "last_event_date": iso(last_events.get(pid)),
+            **(extra or {}).get(pid, {}),
+        }
+        if "subscriptions" in wanted:
+            attributes["subscriptions"] = subscriptions(row)
+        out.append(
+            {
+                "type": "profile",
+                "id": pid,
+                "attributes": sparse(ctx, "profile", attributes),
+                "relationships": {
+                    rel: {
+                        "links": {
+                            "self": ctx.link(f"/api/profiles/{pid}/relationships/{rel}"),
+                            "related": ctx.link(f"/api/profiles/{pid}/{rel}"),
+                        }
+                    }
+                    for rel in ("lists", "segments")
+                },
+                "links": {"self": ctx.link(f"/api/profiles/{pid}")},
+            }
+        )
+    return out
+
+
+PROFILE_FILTERS = {
+    "id": ff("id", "string", "any", "equals"),
+    "email": ff("email", "string", "any", "equals", ci=True),
+    "phone_number": ff("phone_number", "string", "any", "equals"),
+    "external_id": ff("external_id", "string", "any", "equals"),
+    "created": ff("created", "datetime", "greater-than", "less-than"),
+    "updated": ff("updated", "datetime", "greater-than", "less-than"),
+}
+
+PROFILES = Collection(
+    name="profiles",
+    source=profile_source,
+    render=render_profiles,
+    filters=PROFILE_FILTERS,
+    sorts={"id": "id", "created": "created", "updated": "updated", "email": "coalesce(email, '')"},
+    timestamp_field="attributes.updated",
+)
+
+
+def get_profiles(ctx: Ctx) -> Response:
+    return list_response(ctx, PROFILES)
+
+
+def get_profile(ctx: Ctx) -> Response:
+    pid = ctx.request.path_params["id"]
+    row = fetch_one(ctx, PROFILES, pid)
+    if row is None:
+        raise not_found(f"A profile with id {pid} does not exist.")
+    return jsonapi({"data": render_profiles(ctx, [row])[0], "links": {"self": ctx.link(f"/api/profiles/{pid}")}})
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def validate_attributes(attributes: Any, pointer: str) -> dict[str, Any]:
+    """Check a profile's writable attributes the way Klaviyo does (400 with `source.pointer`)."""
+    if not isinstance(attributes, dict):
+        raise invalid("Profile attributes must be an object.", pointer=pointer)
+    for name in _SCALARS:
+        value = attributes.get(name)
+        if value is not None and not isinstance(value, str):
+            raise invalid(f"`{name}` must be a string.", pointer=f"{pointer}/{name}")
+    email, phone = attributes.get("email"), attributes.get("phone_number")
+    if email is not None and not _EMAIL.match(email):
+        raise invalid("Invalid email address", pointer=f"{pointer}/email")
+    if phone is not None and not _E164.match(phone):
+        raise invalid(
+            "Invalid phone number format (Example of a valid format: +13239169023)",
+            pointer=f"{pointer}/phone_number",
+        )
+    for name in ("location", "properties"):
+        if attributes.get(name) is not None and not isinstance(attributes[name], dict):
+            raise invalid(f"`{name}` must be an object.", pointer=f"{pointer}/{name}")
+    return attributes
+
+
+def _merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Given attributes replace the stored ones; `location` and `properties` merge by key."""
+    merged = {**current}
+    for name in _SCALARS:
+        if name in update:
+            merged[name] = update[name]
+    for name in ("location", "properties"):
+        if update.get(name):
+            merged[name] = {**(current.get(name) or {}), **update[name]}
+    return merged
+
+
+def _identity(name: str, value: str) -> tuple[str, str]:
+    """Lookup key of an identifier: Klaviyo matches emails case-insensitively."""
+    return name, value.lower() if name == "email" else value
+
+
+@dataclass
+class Upsert:
+    """One profile to create or update: validated attributes, an optional profile id, and
+    where its attributes sit in the request (for error pointers)."""
+
+    attributes: dict[str, Any]
+    profile_id: str | None = None
+    pointer: str = "/data/attributes"
+
+
+def upsert_profiles(ctx: Ctx, items: list[Upsert]) -> list[tuple[str, bool] | KlaviyoError]:
+    """Create or update profiles in order; per item (id, created) or the error that item met.
+
+    A profile resolves by id, else by email (case-insensitive), phone number, or external id,
+    including profiles created earlier in the same batch. The visible profiles are read once
+    per batch, so a 10,000-profile import job is one query, not 10,000."""
+    with WRITE_LOCK:
+        relation, params = profile_source(ctx)
+        wanted: dict[str, list[str]] = {"id": [], "email": [], "phone_number": [], "external_id": []}
+        for item in items:
+            if item.profile_id:
+                wanted["id"].append(item.profile_id)
+            for name in _IDENTIFIERS:
+                if item.attributes.get(name):
+                    wanted[name].append(_identity(name, item.attributes[name])[1])
+        rows = query_rows(
+            ctx,
+            f"SELECT * FROM ({relation}) AS r WHERE id IN (SELECT unnest($id))"
+            " OR lower(email) IN (SELECT unnest($email)) OR phone_number IN (SELECT unnest($phone_number))"
+            " OR external_id IN (SELECT unnest($external_id)) ORDER BY created, id",
+            {**params, **wanted},
+        )
+        current = {row["id"]: current_attributes(row) for row in rows}
+        index: dict[tuple[str, str], str] = {}
+        for row in rows:  # oldest first wins, as Klaviyo merges into the original profile
+            for name in _IDENTIFIERS:
+                if row.get(name):
+                    index.setdefault(_identity(name, row[name]), row["id"])
+
+        changed: dict[str, dict[str, Any]] = {}
+        results: list[tuple[str, bool] | KlaviyoError] = []
+        for item in items:
+            try:
+                pid = _resolve(item, current, index)
+            except KlaviyoError as exc:
+                results.append(exc)
+                continue
+            created = pid is None
+            if pid is None:
+                pid = new_ulid()
+                base = {**dict.fromkeys(_SCALARS), "location": dict.fromkeys(_LOCATION), "properties": {}}
+            else:
+                base = current[pid]
+            merged = _merge(base, item.attributes)
+            if created or merged != base:  # a no-op update leaves `updated` alone
+                changed[pid] = merged
+            current[pid] = merged
+            for name in _IDENTIFIERS:
+                if merged.get(name):
+                    index.setdefault(_identity(name, merged[name]), pid)
+            results.append((pid, created))
+        for pid, attributes in changed.items():
+            overlays.put(ctx, overlays.PROFILES, pid, {"attributes": attributes})
+    return results
+
+
+def _resolve(item: Upsert, current: dict[str, dict[str, Any]], index: dict[tuple[str, str], str]) -> str | None:
+    """The existing profile an item updates, or None to create one."""
+    if item.profile_id:
+        if item.profile_id not in current:
+            raise not_found(f"A profile with id {item.profile_id} does not exist.")
+        return item.profile_id
+    keys = [_identity(n, item.attributes[n]) for n in _IDENTIFIERS if item.attributes.get(n)]
+    if not keys:
+        raise invalid(
+            "A profile needs at least one identifier: email, phone_number or external_id.", pointer=item.pointer
+        )
+    return next((index[k] for k in keys if k in index), None)
+
+
+def upsert_profile(ctx: Ctx, item: Upsert) -> tuple[str, bool]:
+    """Create or update one profile; raises its error."""
+    (result,) = upsert_profiles(ctx, [item])
+    if isinstance(result, KlaviyoError):
+        raise result
+    return result
+
+
+def resource_body(body: dict[str, Any], expected_type: str) -> dict[str, Any]:
+    """`body["data"]` checked to be one resource object of the expected JSON:API type (a wrong
+    type is a 409 Conflict, as JSON:API prescribes)."""
+    data = body["data"]
+    if not isinstance(data, dict) or data.get("type") != expected_type:
+        raise KlaviyoError(409, f"The resource type must be '{expected_type}'.", pointer="/data/type")
+    return data
+
+
+def profile_import(ctx: Ctx) -> Response:
+    """POST /api/profile-import: create (201) or update (200) one profile."""
+    body = ctx.body()
+    data = resource_body(body, "profile")
+    attributes = validate_attributes(data.get("attributes") or {}, "/data/attributes")
+    pid, created = upsert_profile(ctx, Upsert(attributes, data.get("id")))
+    ctx.state.destinations.record(VENDOR, "profile_import", pid, body)
+    row = fetch_one(ctx, PROFILES, pid)
+    assert row is not None  # just written
+    document = {"data": render_profiles(ctx, [row])[0], "links": {"self": ctx.link(f"/api/profiles/{pid}")}}
+    return jsonapi(document, 201 if created else 200)
