@@ -88,11 +88,18 @@ class VendorSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", self.policy.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+    def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:  # type: ignore[override]
+        # Retries live in send(), not request(): dlt's REST client prepares requests itself
+        # and calls send() directly, and must get the same patience as everyone else.
+        kwargs.setdefault("timeout", self.policy.timeout)
+        method, url = request.method or "GET", request.url or ""
         attempts = self.policy.max_attempts
         for attempt in range(1, attempts + 1):
             self.pacer.before_request()
             try:
-                response = super().request(method, url, *args, **kwargs)
+                response = super().send(request, **kwargs)
             except requests.ConnectionError as exc:
                 if _unreachable(exc):
                     raise VendorUnreachable(self.vendor, url, type(exc).__name__) from None
@@ -105,17 +112,20 @@ class VendorSession(requests.Session):
                     raise RequestFailed(self.vendor, method, url, None, attempt, type(exc).__name__) from None
                 self._retry(method, url, attempt, "timeout", self._backoff(attempt))
                 continue
-            self.pacer.after_response(response)
             status = response.status_code
             if status in (401, 403):
                 raise CredentialRejected(self.vendor, url, status, self.credential_key)
             if status in RETRY_STATUSES:
                 if attempt == attempts:
                     raise RequestFailed(self.vendor, method, url, status, attempt, response.text)
-                wait = max(retry_after_seconds(response) or 0.0, self._backoff(attempt) if status != 429 else 0.0)
-                self._retry(method, url, attempt, f"HTTP {status}", min(wait or self._backoff(attempt), 300.0))
+                # The retry's own wait covers the budget: the pacer is not asked as well, or a
+                # 429 that reports a full bucket would be waited out twice.
+                retry_after = retry_after_seconds(response)
+                wait = retry_after if retry_after is not None else self._backoff(attempt)
+                self._retry(method, url, attempt, f"HTTP {status}", min(wait, 300.0))
                 response.close()
                 continue
+            self.pacer.after_response(response)
             return response
         raise AssertionError("unreachable")
 

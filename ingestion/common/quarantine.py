@@ -100,3 +100,16 @@ def screen(records: Iterable[Any], resource: str, rules: RecordRules) -> Iterato
     for record in records:
         reason = check(record, rules)
         yield record if reason is None else quarantine_row(resource, record, reason)
+
+
+def split(page: Iterable[Any], resource: str, rules: RecordRules) -> tuple[list[Any], list[Any]]:
+    """A page's good records (to yield as one list) and its quarantine rows."""
+    good: list[Any] = []
+    bad: list[Any] = []
+    for record in page:
+        reason = check(record, rules)
+        if reason is None:
+            good.append(record)
+        else:
+            bad.append(quarantine_row(resource, record, reason))
+    return good, bad

@@ -97,3 +97,24 @@ def test_quarantine_rules():
     assert "unparseable timestamp" in check({"id": 1, "updated_at": "not-a-timestamp"}, rules)
     assert "non-numeric" in check({"id": 1, "qty": "three"}, rules)
     assert "not a JSON object" in check("{truncated", rules)
+
+
+def test_dlt_rest_client_gets_the_retries_too(sandbox):
+    """dlt's RESTClient calls send() on the session directly; retries must happen there."""
+    from dlt.sources.helpers.rest_client import RESTClient
+
+    sandbox.set_faults(rate_500=0.5, seed=3)
+    sleeps: list[float] = []
+    session, url = _hubspot(sandbox, sleeps)
+    client = RESTClient(base_url=url.rsplit("/crm", 1)[0], session=session)
+    for _ in range(10):
+        assert client.get("/crm/v3/objects/contacts", params={"limit": 2}).status_code == 200
+    assert session.retries > 0
+
+
+def test_split_keeps_pages_whole():
+    from ingestion.common.quarantine import split
+
+    good, bad = split([{"id": 1}, {"id": None}, {"id": 2}], "things", RecordRules(primary_key=("id",)))
+    assert [r["id"] for r in good] == [1, 2]
+    assert len(bad) == 1
