@@ -18,7 +18,10 @@ from dlt.sources import DltSource
 
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.hubspot import hubspot_source
+from ingestion.instagram import instagram_source
+from ingestion.mailchimp import mailchimp_source
 from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
+from ingestion.shopify import shopify_source
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
 
@@ -37,7 +40,25 @@ SOURCES: list[Source] = [
         "hubspot",
         hubspot_source,
         {"base_url": "http://spec", "access_token": "spec"},
-        "HubSpot CRM v3: contacts and companies",
+        "HubSpot CRM v3: contacts, companies and deals",
+    ),
+    Source(
+        "shopify",
+        shopify_source,
+        {"base_url": "http://spec", "access_token": "spec"},
+        "Shopify Admin REST: customers, orders, products, abandoned checkouts",
+    ),
+    Source(
+        "mailchimp",
+        mailchimp_source,
+        {"base_url": "http://spec", "api_key": "spec-us21"},
+        "Mailchimp Marketing v3: audiences, members, campaigns, email activity",
+    ),
+    Source(
+        "instagram",
+        instagram_source,
+        {"base_url": "http://spec", "access_token": "spec", "ig_user_id": "0"},
+        "Instagram Graph API: the brand's media, comments on them, and mentions",
     ),
 ]
 
@@ -119,11 +140,14 @@ def _with_load_report(events: list[Any], pipeline, warehouse: Path) -> Iterator[
     with duckdb.connect(str(warehouse), read_only=True) as con:
         for event in events:
             table = event.asset_key.path[-1]
-            total = con.execute(f'SELECT count(*) FROM "{pipeline.dataset_name}"."{table}"').fetchall()[0][0]
-            extra = {
-                "table_rows": dg.MetadataValue.int(total),
-                "quarantined_rows": dg.MetadataValue.int(quarantined.get(table, 0)),
-            }
+            extra = {"quarantined_rows": dg.MetadataValue.int(quarantined.get(table, 0))}
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                [pipeline.dataset_name, table],
+            ).fetchall()[0][0]
+            if exists:  # a resource that only feeds other tables (repairs) has none of its own
+                total = con.execute(f'SELECT count(*) FROM "{pipeline.dataset_name}"."{table}"').fetchall()[0][0]
+                extra["table_rows"] = dg.MetadataValue.int(total)
             if new_columns.get(table):
                 extra["new_columns"] = dg.MetadataValue.text(", ".join(sorted(set(new_columns[table]))))
             yield dg.MaterializeResult(asset_key=event.asset_key, metadata={**(event.metadata or {}), **extra})
