@@ -9,6 +9,9 @@ nightly_job = dg.define_asset_job(
     name="nightly",
     selection=dg.AssetSelection.all(),
     description="Load every source, then build and test the dbt models.",
+    # One machine, one warehouse writer at a time: separate step processes would only add
+    # start-up cost (each re-imports dagster, dlt and the dbt manifest).
+    executor_def=dg.in_process_executor,
 )
 
 nightly_schedule = dg.ScheduleDefinition(
