@@ -90,8 +90,11 @@ def quarantine_row(resource: str, record: Any, reason: str) -> Any:
         "quarantined_at": datetime.now(tz=UTC),
     }
     # A table variant: the hints apply to this row only, not to the resource it came through
-    # (whose primary key and merge disposition would otherwise follow the row).
-    hints = dlt.mark.make_hints(table_name=QUARANTINE_TABLE, write_disposition="append", primary_key=[])
+    # (whose primary key, merge key, column hints and merge disposition would otherwise
+    # follow the row).
+    hints = dlt.mark.make_hints(
+        table_name=QUARANTINE_TABLE, write_disposition="append", primary_key=[], merge_key=[], columns={}
+    )
     return dlt.mark.with_hints(row, hints, create_table_variant=True)
 
 

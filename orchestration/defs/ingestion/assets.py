@@ -19,6 +19,7 @@ from dlt.sources import DltSource
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.hubspot import hubspot_source
 from ingestion.instagram import instagram_source
+from ingestion.klaviyo import klaviyo_source
 from ingestion.mailchimp import mailchimp_source
 from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
 from ingestion.shopify import shopify_source
@@ -47,6 +48,12 @@ SOURCES: list[Source] = [
         shopify_source,
         {"base_url": "http://spec", "access_token": "spec"},
         "Shopify Admin REST: customers, orders, products, abandoned checkouts",
+    ),
+    Source(
+        "klaviyo",
+        klaviyo_source,
+        {"base_url": "http://spec", "api_key": "spec"},
+        "Klaviyo: profiles with consent, lists and memberships, metrics, campaigns, email events",
     ),
     Source(
         "mailchimp",

@@ -1,0 +1,446 @@
+"""Klaviyo's quirks: JSON:API collections, per-endpoint budgets, loadable rows, and repairs.
+
+- Every request carries `Authorization: Klaviyo-API-Key <key>`, the `revision` header and the
+  JSON:API media type. Paging follows `links.next` exactly as given: the link keeps the filter,
+  sort and page size and carries an opaque keyset cursor, so the first request's parameters are
+  never sent again.
+- Each endpoint gets its own session and `RemainingPacer`: Klaviyo budgets endpoints separately
+  and its `RateLimit-*` headers describe the endpoint that answered.
+- Incremental reads filter server-side with `greater-than(<cursor>,<start>)`, the start being the
+  stored cursor minus the lookback, and sort on the same attribute. Datetimes are written bare,
+  in UTC and whole seconds (Klaviyo rejects quoted datetimes; flooring only widens the window).
+- Each page is screened before dlt's cursor sees it (a `datetime` of "not-a-timestamp" must never
+  become the cursor). A record seen twice in one listing is yielded once.
+- A quarantined record is repaired where the API allows: one that kept its id is fetched again by
+  id once the listing is done (`GET /api/<collection>/{id}`); one that lost its id kept its
+  cursor value, so the run holds its cursor there and the next run's window reads it again.
+- List membership has no change feed and removals leave no trace, so each run reads every list's
+  members whole and replaces the list's rows (see `list_membership_rows`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dlt
+import requests
+
+from ingestion.common.errors import VendorError, setting
+from ingestion.common.http import RetryPolicy, VendorSession, raise_for_status
+from ingestion.common.pacing import RemainingPacer
+from ingestion.common.quarantine import check, parse_timestamp, quarantine_row
+from ingestion.klaviyo.settings import (
+    EMAIL_CHANNEL_FILTER,
+    LIST_MEMBERS,
+    LISTS,
+    MEDIA_TYPE,
+    RATE_LIMIT_REMAINING,
+    RATE_LIMIT_RESET,
+    REPAIR_RUNS,
+    REVISION,
+    VENDOR,
+    Endpoint,
+)
+
+log = logging.getLogger("tessera.ingestion")
+
+Record = dict[str, Any]
+Cursor = dlt.sources.incremental[datetime]
+
+
+class ListGone(Exception):
+    """A list disappeared between listing the lists and reading its members."""
+
+
+def klaviyo_time(value: datetime) -> str:
+    """A datetime as a filter value: bare, UTC, whole seconds."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _path(record: Any, path: str) -> Any:
+    value = record
+    for part in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _id(record: Any) -> str | None:
+    value = record.get("id") if isinstance(record, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _error_parameter(response: requests.Response) -> str | None:
+    """`source.parameter` of a JSON:API error: the query parameter or header Klaviyo refused."""
+    try:
+        errors = response.json().get("errors") or []
+        return (errors[0].get("source") or {}).get("parameter")
+    except (ValueError, AttributeError, IndexError, TypeError):
+        return None
+
+
+class KlaviyoApi:
+    """Klaviyo's read endpoints at `base_url` (https://a.klaviyo.com for the real service)."""
+
+    def __init__(self, base_url: str, api_key: str, revision: str, policy: RetryPolicy | None) -> None:
+        self.root = base_url.rstrip("/") + "/api/"
+        self.revision = revision
+        self.policy = policy
+        self.headers = {"Authorization": f"Klaviyo-API-Key {api_key}", "revision": revision, "Accept": MEDIA_TYPE}
+        self._sessions: dict[str, VendorSession] = {}
+
+    def session(self, endpoint: str) -> VendorSession:
+        session = self._sessions.get(endpoint)
+        if session is None:
+            pacer = RemainingPacer(RATE_LIMIT_REMAINING, reset_s=RATE_LIMIT_RESET)
+            session = VendorSession(VENDOR, "api_key", self.policy, pacer)
+            session.headers.update(self.headers)
+            self._sessions[endpoint] = session
+        return session
+
+    def pages(self, endpoint: Endpoint, params: Mapping[str, Any], list_id: str | None = None) -> Iterator[list[Any]]:
+        """Every page of a collection; `params` go on the first request only."""
+        url: str | None = self.root + endpoint.path.format(list_id=list_id)
+        query: Mapping[str, Any] | None = params
+        while url:
+            response = self.session(endpoint.path).get(url, params=query)
+            if response.status_code == 404 and list_id is not None:
+                raise ListGone(list_id)  # the lists endpoint answered, so the base URL is right
+            body = self._json(response)
+            if not isinstance(body.get("data"), list):
+                raise self._not_klaviyo(response)
+            yield body["data"]
+            url = (body.get("links") or {}).get("next")
+            query = None
+
+    def one(self, endpoint: Endpoint, resource_id: str, params: Mapping[str, Any]) -> Any:
+        """One resource by id (`GET /api/<collection>/{id}`), or None if it no longer exists."""
+        response = self.session(f"{endpoint.path}/id").get(f"{self.root}{endpoint.path}/{resource_id}", params=params)
+        if response.status_code == 404:
+            return None
+        return self._json(response).get("data")
+
+    def _json(self, response: requests.Response) -> dict[str, Any]:
+        where = response.url.split("?")[0]
+        if response.status_code == 404:
+            raise VendorError(
+                VENDOR,
+                f"404 from {where}: no Klaviyo API there. Check {setting(VENDOR, 'base_url')} (https://a.klaviyo.com)",
+            )
+        if response.status_code == 400 and _error_parameter(response) == "revision":
+            raise VendorError(
+                VENDOR,
+                f"400 from {where}: Klaviyo refused the API revision {self.revision!r}. "
+                f"Set {setting(VENDOR, 'revision')} to a revision date such as {REVISION}",
+            )
+        raise_for_status(response, VENDOR)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise self._not_klaviyo(response)
+        return body
+
+    @staticmethod
+    def _not_klaviyo(response: requests.Response) -> VendorError:
+        return VendorError(
+            VENDOR,
+            f"{response.url.split('?')[0]} did not answer with a JSON:API document. "
+            f"Check {setting(VENDOR, 'base_url')}",
+        )
+
+
+class Screen:
+    """Screening of one listing: good records once each, quarantine rows for the others, and
+    what it takes to repair those (ids to fetch again, cursor values to hold the cursor at)."""
+
+    def __init__(self, endpoint: Endpoint, floor: datetime | None = None, context: Record | None = None) -> None:
+        self.endpoint = endpoint
+        self.floor = floor  # the stored cursor before this run: its window starts below it
+        self.context = context or {}  # added to each record before screening (a member's list id)
+        self.seen: set[str] = set()
+        self.bad_ids: list[str] = []
+        self.holds: list[datetime] = []  # cursor values of quarantined records that lost their id
+
+    def page(self, records: list[Any]) -> tuple[list[Record], list[Any]]:
+        """(good records new to this listing, quarantine rows)."""
+        good: list[Record] = []
+        rows: list[Any] = []
+        for record in records:
+            if self.context and isinstance(record, dict):
+                record = {**self.context, **record}
+            reason = check(record, self.endpoint.rules)
+            if reason is not None:
+                rows.append(quarantine_row(self.endpoint.resource, record, reason))
+                self._remember(record)
+            elif record["id"] not in self.seen:
+                self.seen.add(record["id"])
+                good.append(record)
+        return good, rows
+
+    def _remember(self, record: Any) -> None:
+        record_id = _id(record)
+        if record_id is not None:
+            self.bad_ids.append(record_id)
+            return
+        own = parse_timestamp(_path(record, self.endpoint.cursor_path)) if self.endpoint.cursor_path else None
+        point = own or self.floor  # neither id nor cursor: read this run's window again
+        if point is not None:
+            self.holds.append(point)
+
+    def missing_ids(self) -> list[str]:
+        """Ids quarantined and not also received clean in this listing (a corrupted copy of a
+        record loaded anyway needs no repair)."""
+        return [i for i in dict.fromkeys(self.bad_ids) if i not in self.seen]
+
+    def complete(self) -> bool:
+        return not self.holds and not self.missing_ids()
+
+
+def hold_cursor(cursor: Cursor, point: datetime | None) -> None:
+    """After a run that quarantined records without an id, keep the stored cursor no later than
+    `point` so the next run's window reads them again; give up after `REPAIR_RUNS` runs in a row
+    (the records stay in quarantine).
+
+    Runs after the resource's last page went through dlt's incremental step, which never moves
+    the cursor back by itself."""
+    state = dlt.current.resource_state(cursor.resource_name)
+    if point is None:
+        state.pop("repair_runs", None)
+        return
+    runs = state.get("repair_runs", 0) + 1
+    if runs > REPAIR_RUNS:
+        state.pop("repair_runs", None)
+        log.warning(
+            "%s: %s records still malformed after %d runs; they stay in quarantine",
+            VENDOR,
+            cursor.resource_name,
+            REPAIR_RUNS,
+        )
+        return
+    state["repair_runs"] = runs
+    cursor_state = cursor.get_state()
+    if cursor_state["last_value"] is None or point < cursor_state["last_value"]:
+        cursor_state["last_value"] = point
+
+
+def refetched(api: KlaviyoApi, endpoint: Endpoint, screen: Screen, params: Mapping[str, Any]) -> Iterator[list[Record]]:
+    """The quarantined records that kept their id, fetched again one by one: a record corrupted in
+    transit arrives clean. One still malformed stays in quarantine (its first copy is there)."""
+    for record_id in screen.missing_ids():
+        record = api.one(endpoint, record_id, params)
+        if record is None:  # deleted since it was listed
+            continue
+        reason = check(record, endpoint.rules)
+        if reason is None and _id(record) == record_id:
+            screen.seen.add(record_id)
+            yield [record]
+        else:
+            log.warning(
+                "%s: %s %s is still malformed (%s); it stays in quarantine",
+                VENDOR,
+                endpoint.resource,
+                record_id,
+                reason,
+            )
+
+
+def changed_records(
+    api: KlaviyoApi,
+    endpoint: Endpoint,
+    cursor: Cursor,
+    params: Mapping[str, Any],
+    to_row: Callable[[Record], Record],
+    channel_filter: bool = False,
+    fetch_params: Mapping[str, Any] | None = None,
+) -> Iterator[Any]:
+    """The body of an incremental resource: records whose cursor attribute is after the stored
+    cursor minus the lookback, oldest first, page by page; then the repairs."""
+    assert endpoint.cursor is not None
+    condition = f"greater-than({endpoint.cursor},{klaviyo_time(cursor.start_value)})"
+    if channel_filter:
+        condition = f"and({EMAIL_CHANNEL_FILTER},{condition})"
+    screen = Screen(endpoint, floor=cursor.get_state()["last_value"])
+    for page in api.pages(endpoint, {**params, "filter": condition, "sort": endpoint.cursor}):
+        good, rows = screen.page(page)
+        yield from rows
+        if good:
+            yield [to_row(record) for record in good]
+    for records in refetched(api, endpoint, screen, fetch_params or {}):
+        yield [to_row(record) for record in records]
+    hold_cursor(cursor, min(screen.holds, default=None))
+
+
+def all_records(
+    api: KlaviyoApi, endpoint: Endpoint, params: Mapping[str, Any], to_row: Callable[[Record], Record]
+) -> Iterator[Any]:
+    """The body of a small collection read whole every run (lists, metrics): a record quarantined
+    in one run is read again by the next."""
+    screen = Screen(endpoint)
+    for page in api.pages(endpoint, params):
+        good, rows = screen.page(page)
+        yield from rows
+        if good:
+            yield [to_row(record) for record in good]
+
+
+def _marker(list_id: str) -> Record:
+    """A row that makes dlt delete a list's members and is itself never stored."""
+    return {"list_id": list_id, "profile_id": "", "list_emptied": True}
+
+
+def list_membership_rows(api: KlaviyoApi, page_size: int) -> Iterator[Any]:
+    """Every list's current members, a whole list at a time.
+
+    The table is merged with `list_id` as merge key, so each list yielded replaces that list's
+    rows: a member removed in Klaviyo disappears from the table on the next run. A list now empty,
+    deleted, or gone from the listing is cleared by a marker row. A list whose members did not all
+    arrive clean keeps its previous rows for up to `REPAIR_RUNS` runs (replacing it would drop the
+    members in quarantine as if they had left), then is replaced with what arrived clean."""
+    state = dlt.current.resource_state()
+    known = set(state.get("list_ids") or [])
+    unclean: dict[str, int] = state.setdefault("unclean_runs", {})
+
+    list_ids: list[str] = []
+    listing_complete = True
+    for page in api.pages(LISTS, {}):
+        for record in page:
+            list_id = _id(record)
+            if list_id is None:
+                listing_complete = False  # quarantined by the `lists` resource
+            elif list_id not in list_ids:
+                list_ids.append(list_id)
+
+    params = {"fields[profile]": "joined_group_at", "page[size]": page_size}
+    for list_id in list_ids:
+        screen = Screen(LIST_MEMBERS, context={"list_id": list_id})
+        members: list[Record] = []
+        quarantined: list[Any] = []
+        try:
+            for page in api.pages(LIST_MEMBERS, params, list_id=list_id):
+                good, rows = screen.page(page)
+                members += [member_row(record) for record in good]
+                quarantined += rows
+        except ListGone:
+            unclean.pop(list_id, None)
+            yield [_marker(list_id)]
+            continue
+        yield from quarantined
+        if not screen.complete():
+            runs = unclean.get(list_id, 0) + 1
+            if runs <= REPAIR_RUNS:
+                unclean[list_id] = runs
+                log.warning("%s: list %s: members arrived malformed; its previous members are kept", VENDOR, list_id)
+                continue
+            log.warning("%s: list %s: members still malformed after %d runs", VENDOR, list_id, REPAIR_RUNS)
+        unclean.pop(list_id, None)
+        yield members or [_marker(list_id)]
+
+    if listing_complete:
+        gone = sorted(known - set(list_ids))
+        if gone:
+            yield [_marker(list_id) for list_id in gone]
+        state["list_ids"] = sorted(list_ids)
+    else:
+        state["list_ids"] = sorted(known | set(list_ids))
+
+
+# -- rows ----------------------------------------------------------------------------------------
+
+
+def _timestamps(row: Record, *names: str) -> Record:
+    for name in names:
+        parsed = parse_timestamp(row.get(name))
+        row[name] = parsed.astimezone(UTC) if parsed is not None else None
+    return row
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _related_id(record: Record, name: str) -> str | None:
+    data = ((record.get("relationships") or {}).get(name) or {}).get("data")
+    return data.get("id") if isinstance(data, dict) else None
+
+
+def profile_row(record: Record) -> Record:
+    """Attributes as columns (`location` flattened by dlt into `location__*`), custom `properties`
+    as JSON, and email/SMS marketing consent and suppressions as columns."""
+    attributes = dict(record.get("attributes") or {})
+    subscriptions = attributes.pop("subscriptions", None) or {}
+    row = {"id": record["id"], **attributes}
+    _timestamps(row, "created", "updated", "last_event_date")
+    location = row.get("location")
+    if isinstance(location, dict):
+        # Klaviyo types coordinates as "number or string"; one column type either way.
+        row["location"] = {
+            **location,
+            "latitude": _number(location.get("latitude")),
+            "longitude": _number(location.get("longitude")),
+        }
+    email = (subscriptions.get("email") or {}).get("marketing") or {}
+    sms = (subscriptions.get("sms") or {}).get("marketing") or {}
+    suppression = email.get("suppression") or []
+    reasons = sorted({s.get("reason") for s in suppression if isinstance(s, dict) and s.get("reason")})
+    row.update(
+        email_marketing_consent=email.get("consent"),
+        email_marketing_consent_timestamp=email.get("consent_timestamp"),
+        email_marketing_method=email.get("method"),
+        email_marketing_method_detail=email.get("method_detail"),
+        email_marketing_double_optin=email.get("double_optin"),
+        email_marketing_last_updated=email.get("last_updated"),
+        can_receive_email_marketing=email.get("can_receive_email_marketing"),
+        email_suppression_reasons=",".join(reasons) or None,
+        email_suppression=suppression,
+        email_list_suppressions=email.get("list_suppressions") or [],
+        sms_marketing_consent=sms.get("consent"),
+        can_receive_sms_marketing=sms.get("can_receive_sms_marketing"),
+    )
+    return _timestamps(row, "email_marketing_consent_timestamp", "email_marketing_last_updated")
+
+
+def list_row(record: Record) -> Record:
+    return _timestamps({"id": record["id"], **(record.get("attributes") or {})}, "created", "updated")
+
+
+def member_row(record: Record) -> Record:
+    joined = (record.get("attributes") or {}).get("joined_group_at")
+    return _timestamps(
+        {"list_id": record["list_id"], "profile_id": record["id"], "joined_group_at": joined}, "joined_group_at"
+    )
+
+
+def metric_row(record: Record) -> Record:
+    return _timestamps({"id": record["id"], **(record.get("attributes") or {})}, "created", "updated")
+
+
+def campaign_row(record: Record) -> Record:
+    row = {"id": record["id"], **(record.get("attributes") or {})}
+    return _timestamps(row, "created_at", "scheduled_at", "updated_at", "send_time")
+
+
+def event_row(record: Record) -> Record:
+    """The event with its metric and profile ids, and the `$message` it came from as a column."""
+    attributes = dict(record.get("attributes") or {})
+    properties = attributes.pop("event_properties", None) or {}
+    message = properties.get("$message") if isinstance(properties, dict) else None
+    row = {
+        "id": record["id"],
+        **attributes,
+        "metric_id": _related_id(record, "metric"),
+        "profile_id": _related_id(record, "profile"),
+        "message_id": str(message) if message not in (None, "") else None,
+        "event_properties": properties,
+    }
+    return _timestamps(row, "datetime")
