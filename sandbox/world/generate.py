@@ -11,6 +11,7 @@ import json
 import multiprocessing as mp
 import random
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ class WorldConfig:
     days: int = 90
     future_days: int = 14
     end: datetime = DEFAULT_END
-    chunk_size: int = 10_000
+    chunk_size: int = 5_000
 
     @property
     def start(self) -> datetime:
@@ -288,7 +289,9 @@ def generate_world(
 
     def write(name: str, table: pa.Table) -> None:
         if name not in writers:
-            writers[name] = pq.ParquetWriter(store / f"{name}.parquet", SCHEMAS[name], compression="zstd")
+            writers[name] = pq.ParquetWriter(
+                store / f"{name}.parquet", SCHEMAS[name], compression="zstd", compression_level=1
+            )
         if table.num_rows:
             writers[name].write_table(table, row_group_size=1_000_000)
 
@@ -337,7 +340,14 @@ def _run(jobs, workers: int) -> Iterator[dict[str, pa.Table]]:
         for job in jobs:
             yield _chunk(job)
         return
-    # imap keeps chunk order (so files are identical whatever the scheduling) and at most a
-    # few chunks in flight, which bounds memory.
-    with mp.get_context("fork").Pool(workers, maxtasksperchild=4) as pool:
-        yield from pool.imap(_chunk, jobs)
+    # Results are taken in chunk order (so files are identical whatever the scheduling), and
+    # at most two chunks per worker are in flight: Pool.imap alone would let finished chunks
+    # pile up in memory whenever writing falls behind simulating.
+    in_flight: deque = deque()
+    with mp.get_context("fork").Pool(workers, maxtasksperchild=8) as pool:
+        for job in jobs:
+            if len(in_flight) >= 2 * workers:
+                yield in_flight.popleft().get()
+            in_flight.append(pool.apply_async(_chunk, (job,)))
+        while in_flight:
+            yield in_flight.popleft().get()

@@ -236,7 +236,7 @@ class ChunkSimulator:
     # ---- behaviour on the site -------------------------------------------------------
     def _browse(self, person: Person) -> None:
         rng, s = self.rng, self.s
-        n_sessions = 1 + int(rng.expovariate(1 / (4.0 * rng.paretovariate(3.0))))
+        n_sessions = 1 + int(rng.expovariate(1 / (3.0 * rng.paretovariate(3.0))))
         span = s.horizon - person.active_from
         starts = sorted(person.active_from + span * rng.random() for _ in range(n_sessions))
         if person.will_register and rng.random() < 0.5:
