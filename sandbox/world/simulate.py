@@ -471,15 +471,6 @@ class ChunkSimulator:
         elif r < 0.53:
             phone = rng.choice(vocab.JUNK_PHONES)
         person.order_count += 1
-        address = {
-            "first_name": person.first,
-            "last_name": person.last,
-            "address1": person.street,
-            "city": person.city[0],
-            "province_code": person.city[1],
-            "country_code": person.city[2],
-            "zip": person.postal,
-        }
         self._emit(
             "shopify_orders",
             order_id=order_id,
@@ -496,7 +487,7 @@ class ChunkSimulator:
             total_tax=tax,
             total_price=total,
             line_items=self._line_items(cart),
-            shipping_address=json.dumps(address),
+            shipping_address=_shopify_address(person, named=True),
             created_at=t,
             updated_at=t + (rng.uniform(3600, 5 * DAY) if rng.random() < 0.6 else 0.0),
             _person_id=person.person_id,
@@ -529,17 +520,7 @@ class ChunkSimulator:
             total_tax=tax,
             total_price=round(subtotal + shipping + tax, 2),
             line_items=self._line_items([(p, 1)]),
-            shipping_address=json.dumps(
-                {
-                    "first_name": person.first,
-                    "last_name": person.last,
-                    "address1": person.street,
-                    "city": person.city[0],
-                    "province_code": person.city[1],
-                    "country_code": person.city[2],
-                    "zip": person.postal,
-                }
-            ),
+            shipping_address=_shopify_address(person, named=True),
             created_at=t,
             updated_at=t,
             _person_id=person.person_id,
@@ -814,15 +795,7 @@ class ChunkSimulator:
                 state=state,
                 verified_email=state == "enabled",
                 tags=person.tier if person.tier != "none" else "",
-                address=json.dumps(
-                    {
-                        "address1": person.street,
-                        "city": person.city[0],
-                        "province_code": person.city[1],
-                        "country_code": person.city[2],
-                        "zip": person.postal,
-                    }
-                ),
+                address=_shopify_address(person),
                 marketing_opt_in_at=opt_in,
                 marketing_opt_out_at=person.withdrawn_at if opt_in else None,
                 created_at=created,
@@ -1010,6 +983,19 @@ def _cart_products(cart) -> list[dict]:
         }
         for p, q in cart
     ]
+
+
+def _shopify_address(person: Person, named: bool = False) -> str:
+    """A Shopify address object (orders carry the recipient's name, customers do not)."""
+    address = {"first_name": person.first, "last_name": person.last} if named else {}
+    address.update(
+        address1=person.street,
+        city=person.city[0],
+        province_code=person.city[1],
+        country_code=person.city[2],
+        zip=person.postal,
+    )
+    return json.dumps(address)
 
 
 def _slug(text: str) -> str:

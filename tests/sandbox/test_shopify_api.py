@@ -99,7 +99,7 @@ def shop(sandbox: Any) -> Iterator[Client]:
     [("customers", {}), ("orders", {"status": "any"}), ("checkouts", {}), ("products", {})],
 )
 def test_paging_walks_every_visible_record_once(sandbox, shop, resource, params):
-    records, pages = shop.walk(resource, limit=60, **params)
+    records, pages = shop.walk(resource, limit=25, **params)
     ids = [r["id"] for r in records]
     expected = store_ids(sandbox, VISIBLE_SQL[resource], world_clock(sandbox))
     assert pages > 1
