@@ -28,6 +28,7 @@ from typing import Any
 import dlt
 import requests
 
+from ingestion.common.cursors import hold_cursor as common_hold_cursor
 from ingestion.common.errors import VendorError, setting
 from ingestion.common.http import RetryPolicy, VendorSession, raise_for_status
 from ingestion.common.pacing import RemainingPacer
@@ -204,29 +205,8 @@ class Screen:
 
 def hold_cursor(cursor: Cursor, point: datetime | None) -> None:
     """After a run that quarantined records without an id, keep the stored cursor no later than
-    `point` so the next run's window reads them again; give up after `REPAIR_RUNS` runs in a row
-    (the records stay in quarantine).
-
-    Runs after the resource's last page went through dlt's incremental step, which never moves
-    the cursor back by itself."""
-    state = dlt.current.resource_state(cursor.resource_name)
-    if point is None:
-        state.pop("repair_runs", None)
-        return
-    runs = state.get("repair_runs", 0) + 1
-    if runs > REPAIR_RUNS:
-        state.pop("repair_runs", None)
-        log.warning(
-            "%s: %s records still malformed after %d runs; they stay in quarantine",
-            VENDOR,
-            cursor.resource_name,
-            REPAIR_RUNS,
-        )
-        return
-    state["repair_runs"] = runs
-    cursor_state = cursor.get_state()
-    if cursor_state["last_value"] is None or point < cursor_state["last_value"]:
-        cursor_state["last_value"] = point
+    `point` so the next run's window reads them again (see common)."""
+    common_hold_cursor(cursor, point, vendor=VENDOR, max_runs=REPAIR_RUNS)
 
 
 def refetched(api: KlaviyoApi, endpoint: Endpoint, screen: Screen, params: Mapping[str, Any]) -> Iterator[list[Record]]:

@@ -3,9 +3,9 @@ after faults, list removals visible, clear failures."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,24 @@ from ingestion.klaviyo.settings import (
     PROFILES_PAGE_SIZE,
     REVISION,
 )
-from ingestion.pipelines import load, make_pipeline
+from ingestion.pipelines import load
+from tests.ingestion.support import (
+    FAULTS,
+    assert_failing_run_keeps_cursors,
+    assert_load_fails_naming,
+    assert_quarantined,
+    columns,
+    counters,
+    credentials,
+    cursor_values,
+    extracted,
+    local_pipeline,
+    requests_made,
+    row_counts,
+    variant_columns,
+    warehouse_rows,
+    world_meta,
+)
 
 FAST = RetryPolicy(max_attempts=8, backoff_base=0.01, backoff_max=0.1, timeout=30)
 TABLES = ("profiles", "lists", "list_memberships", "metrics", "campaigns", "events")
@@ -42,16 +59,12 @@ PROFILE_CHANGES = ("subscribed_at", "unsubscribed_at", "bounced_at", "spam_compl
 # -- the world's truth -----------------------------------------------------------------------------
 
 
-def _meta(world: Path) -> dict[str, Any]:
-    return json.loads((world / "world.json").read_text())
-
-
 def _store(world: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     for table in ("profiles", "lists", "list_members", "metrics", "campaigns", "events"):
         path = world / "store" / f"klaviyo_{table}.parquet"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
-    con.execute(f"SET VARIABLE clock = '{_meta(world)['clock']}'::TIMESTAMPTZ")
+    con.execute(f"SET VARIABLE clock = '{world_meta(world)['clock']}'::TIMESTAMPTZ")
     latest = ", ".join(f"CASE WHEN {c} <= getvariable('clock') THEN {c} END" for c in PROFILE_CHANGES)
     con.execute(
         "CREATE VIEW visible_profiles AS SELECT *,"
@@ -112,7 +125,7 @@ def _window(world: Path, cursors: dict[str, datetime]) -> dict[str, int]:
 
 
 def _api_key(world: Path) -> str:
-    return _meta(world)["credentials"]["klaviyo"]["api_key"]
+    return credentials(world, "klaviyo")["api_key"]
 
 
 def _source(sandbox, **kwargs):
@@ -122,23 +135,17 @@ def _source(sandbox, **kwargs):
 
 
 def _pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return make_pipeline("klaviyo", tmp_path / "warehouse.duckdb", tmp_path / "dlt")
-
-
-def _query(tmp_path: Path, sql: str) -> list[tuple]:
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
-        return con.execute(sql).fetchall()
+    return local_pipeline("klaviyo", tmp_path)
 
 
 def _counts(tmp_path: Path) -> dict[str, tuple[int, int]]:
     """(rows, distinct primary keys) per table; a table no run has written yet counts (0, 0)."""
     tables = {
-        r[0] for r in _query(tmp_path, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw_klaviyo'")
+        r[0]
+        for r in warehouse_rows(tmp_path, "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'raw_klaviyo'")
     }
     return {
-        table: _query(tmp_path, f"SELECT count(*), count(DISTINCT {KEYS[table]}) FROM raw_klaviyo.{table}")[0]
-        if table in tables
-        else (0, 0)
+        table: row_counts(tmp_path, f"raw_klaviyo.{table}", KEYS[table]) if table in tables else (0, 0)
         for table in TABLES
     }
 
@@ -150,16 +157,11 @@ def _assert_complete(tmp_path: Path, world: Path) -> None:
 
 
 def _cursors(pipeline: dlt.Pipeline) -> dict[str, datetime]:
-    resources = pipeline.state["sources"]["klaviyo"]["resources"]
-    return {name: resources[name]["incremental"][cursor]["last_value"] for name, (cursor, _) in CURSORS.items()}
-
-
-def _extracted(pipeline: dlt.Pipeline) -> dict[str, int]:
-    return pipeline.last_trace.last_normalize_info.row_counts
+    return cursor_values(pipeline, "klaviyo", {name: cursor for name, (cursor, _) in CURSORS.items()})
 
 
 def _requests(sandbox) -> int:
-    return sandbox.control("GET", "counters").json()["requests"].get("klaviyo", 0)
+    return requests_made(sandbox, "klaviyo")
 
 
 # -- tests -----------------------------------------------------------------------------------------
@@ -170,7 +172,9 @@ def test_complete_load_with_consent_columns_and_campaign_ids(sandbox, tmp_path):
 
     _assert_complete(tmp_path, sandbox.world)
     con = _store(sandbox.world)
-    consent = dict(_query(tmp_path, "SELECT email_marketing_consent, count(*) FROM raw_klaviyo.profiles GROUP BY 1"))
+    consent = dict(
+        warehouse_rows(tmp_path, "SELECT email_marketing_consent, count(*) FROM raw_klaviyo.profiles GROUP BY 1")
+    )
     clock = "getvariable('clock')"
     assert consent.get("UNSUBSCRIBED", 0) == _one(
         con, f"SELECT count(*) FROM visible_profiles WHERE unsubscribed_at <= {clock}"
@@ -180,25 +184,26 @@ def test_complete_load_with_consent_columns_and_campaign_ids(sandbox, tmp_path):
         f"SELECT count(*) FROM visible_profiles WHERE subscribed_at <= {clock}"
         f" AND (unsubscribed_at IS NULL OR unsubscribed_at > {clock})",
     )
-    bounced = _query(
+    bounced = warehouse_rows(
         tmp_path, "SELECT count(*) FROM raw_klaviyo.profiles WHERE email_suppression_reasons LIKE '%HARD_BOUNCE%'"
     )
     assert bounced[0][0] == _one(con, f"SELECT count(*) FROM visible_profiles WHERE bounced_at <= {clock}")
-    assert _query(
+    assert warehouse_rows(
         tmp_path,
         "SELECT count(*) FROM raw_klaviyo.profiles WHERE can_receive_email_marketing"
         " AND (email_marketing_consent <> 'SUBSCRIBED' OR email_suppression_reasons IS NOT NULL)",
     ) == [(0,)]
-    tiers = _query(tmp_path, "SELECT count(properties ->> 'membership_tier') FROM raw_klaviyo.profiles")[0][0]
+    tiers = warehouse_rows(tmp_path, "SELECT count(properties ->> 'membership_tier') FROM raw_klaviyo.profiles")[0][0]
     assert tiers == _one(con, "SELECT count(membership_tier) FROM visible_profiles")
 
     # each event keeps its metric, its profile, and the campaign (`$message`) it came from
     loaded = {
-        r[0]: r[1:] for r in _query(tmp_path, "SELECT id, metric_id, profile_id, message_id FROM raw_klaviyo.events")
+        r[0]: r[1:]
+        for r in warehouse_rows(tmp_path, "SELECT id, metric_id, profile_id, message_id FROM raw_klaviyo.events")
     }
     store = con.execute(f"SELECT event_id, metric_id, profile_id, campaign_id FROM events WHERE datetime <= {clock}")
     assert {r[0]: r[1:] for r in store.fetchall()} == loaded
-    orphans = _query(
+    orphans = warehouse_rows(
         tmp_path,
         "SELECT count(*) FROM raw_klaviyo.events e LEFT JOIN raw_klaviyo.campaigns c ON c.id = e.message_id"
         " WHERE e.message_id IS NOT NULL AND c.id IS NULL",
@@ -217,9 +222,9 @@ def test_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
 
     _assert_complete(tmp_path, sandbox.world)
     window = _window(sandbox.world, cursors)
-    extracted = _extracted(pipeline)
+    rows_read = extracted(pipeline)
     for name, expected in window.items():
-        assert extracted.get(name, 0) == expected, name
+        assert rows_read.get(name, 0) == expected, name
     visible = _visible(sandbox.world)
     assert window["profiles"] < visible["profiles"] and window["events"] < visible["events"]
     # lists and metrics (a page each) and every list's members are read whole; the rest one window
@@ -248,52 +253,41 @@ def test_next_day_loads_just_the_new_day(private_sandbox, tmp_path):
     _assert_complete(tmp_path, private_sandbox.world)
     after = _counts(tmp_path)
     assert after["profiles"][0] > before["profiles"][0]  # a quiet day may bring no email events
-    extracted = _extracted(pipeline)
+    rows_read = extracted(pipeline)
     for name, expected in _window(private_sandbox.world, cursors).items():
-        assert extracted.get(name, 0) == expected, name
+        assert rows_read.get(name, 0) == expected, name
     assert _cursors(pipeline)["profiles"] > cursors["profiles"]
     assert all(_cursors(pipeline)[name] >= cursor for name, cursor in cursors.items())
 
 
 def test_faults_are_survived_quarantined_and_repaired(sandbox, tmp_path):
-    sandbox.set_faults(
-        rate_429=0.2,
-        rate_500=0.1,
-        rate_duplicate=0.2,
-        rate_malformed=0.02,
-        drift="retyped_field",
-        retry_after_seconds=0.2,
-        seed=11,
-    )
+    sandbox.set_faults(**FAULTS, rate_malformed=0.02, seed=11)
     pipeline = _pipeline(tmp_path)
     load(_source(sandbox), pipeline)
 
-    counters = sandbox.control("GET", "counters").json()
-    assert {"429", "500", "duplicate", "malformed"} <= set(counters["faults"]["klaviyo"])
+    assert {"429", "500", "duplicate", "malformed"} <= set(counters(sandbox)["faults"]["klaviyo"])
     visible = _visible(sandbox.world)
     counts = _counts(tmp_path)
     for table in TABLES:
         rows, distinct = counts[table]
         assert rows == distinct <= visible[table], table
     # the good rows are right: retyped `timestamp` coerced back, no variant column
-    columns = {r[0]: r[1] for r in _query(tmp_path, "DESCRIBE raw_klaviyo.events")}
-    assert columns["timestamp"] == "BIGINT" and not [c for c in columns if "__v_" in c]
-    assert _query(tmp_path, "SELECT count(*) FROM raw_klaviyo.events WHERE timestamp <> epoch(datetime)::BIGINT") == [
-        (0,)
-    ]
-    quarantined = _query(tmp_path, "SELECT resource, reason FROM raw_klaviyo.quarantine")
-    assert quarantined, "the malformed records were not quarantined"
-    assert all(reason.startswith(("missing primary key", "unparseable timestamp")) for _, reason in quarantined)
-    assert {"profiles", "events"} <= {resource for resource, _ in quarantined}
+    assert columns(tmp_path, "raw_klaviyo.events")["timestamp"] == "BIGINT"
+    assert not variant_columns(tmp_path, "raw_klaviyo", ["events"])
+    assert warehouse_rows(
+        tmp_path, "SELECT count(*) FROM raw_klaviyo.events WHERE timestamp <> epoch(datetime)::BIGINT"
+    ) == [(0,)]
+    quarantined = assert_quarantined(tmp_path, "raw_klaviyo")
+    assert {"profiles", "events"} <= {resource for resource, _, _ in quarantined}
     # a record that kept its id was fetched again by id in the same run and arrived clean
-    refetched = _query(
+    refetched = warehouse_rows(
         tmp_path,
         "SELECT count(*) FROM raw_klaviyo.quarantine q WHERE q.resource IN ('profiles', 'events')"
         " AND q.record::JSON ->> 'id' IS NOT NULL AND q.record::JSON ->> 'id' NOT IN"
         " (SELECT id FROM raw_klaviyo.profiles UNION ALL SELECT id FROM raw_klaviyo.events)",
     )
     assert refetched == [(0,)]
-    quarantine_columns = {r[0] for r in _query(tmp_path, "DESCRIBE raw_klaviyo.quarantine")}
+    quarantine_columns = columns(tmp_path, "raw_klaviyo.quarantine").keys()
     assert quarantine_columns == {"resource", "reason", "record", "quarantined_at", "_dlt_load_id", "_dlt_id"}
 
     sandbox.control("DELETE", "faults")
@@ -303,14 +297,7 @@ def test_faults_are_survived_quarantined_and_repaired(sandbox, tmp_path):
 
 def test_a_failing_run_keeps_the_cursor_and_the_next_run_resumes(private_sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
-    load(_source(private_sandbox), pipeline)
-    cursors = _cursors(pipeline)
-    private_sandbox.control("POST", "clock/advance", json={"days": 1})
-
-    private_sandbox.set_faults(rate_500=1.0)
-    with pytest.raises(Exception, match=r"HTTP 500 after 2 attempt"):
-        load(_source(private_sandbox, retry_policy=RetryPolicy(max_attempts=2, backoff_base=0.01)), pipeline)
-    assert _cursors(pipeline) == cursors
+    cursors = assert_failing_run_keeps_cursors(private_sandbox, pipeline, partial(_source, private_sandbox), _cursors)
 
     private_sandbox.control("DELETE", "faults")
     load(_source(private_sandbox), pipeline)
@@ -330,7 +317,7 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
 
     body = {"data": {"type": "list", "attributes": {"name": "Abandoned checkout (24h)"}}}
     audience = call("POST", "lists", json=body).json()["data"]["id"]
-    newsletter = _meta(sb.world)["ids"]["klaviyo_list_id"]
+    newsletter = world_meta(sb.world)["ids"]["klaviyo_list_id"]
     members = call("GET", f"lists/{newsletter}/relationships/profiles", params={"page[size]": 3}).json()["data"]
     call("POST", f"lists/{audience}/relationships/profiles", json={"data": members[:2]})
 
@@ -339,7 +326,7 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
 
     def members_of(list_id: str) -> set[str]:
         sql = f"SELECT profile_id FROM raw_klaviyo.list_memberships WHERE list_id = '{list_id}'"
-        return {r[0] for r in _query(tmp_path, sql)}
+        return {r[0] for r in warehouse_rows(tmp_path, sql)}
 
     assert members_of(audience) == {m["id"] for m in members[:2]}
     before = members_of(newsletter)
@@ -351,23 +338,24 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
 
     assert members_of(audience) == set()
     assert members_of(newsletter) == before - {members[2]["id"]}
-    assert _query(tmp_path, "SELECT count(*) FROM raw_klaviyo.list_memberships WHERE list_emptied") == [(0,)]
-    assert {r[0] for r in _query(tmp_path, "SELECT id FROM raw_klaviyo.lists")} == {newsletter, audience}
+    assert warehouse_rows(tmp_path, "SELECT count(*) FROM raw_klaviyo.list_memberships WHERE list_emptied") == [(0,)]
+    assert {r[0] for r in warehouse_rows(tmp_path, "SELECT id FROM raw_klaviyo.lists")} == {newsletter, audience}
 
 
 def test_a_wrong_key_fails_naming_the_setting_without_the_key(sandbox, tmp_path):
-    with pytest.raises(Exception, match="401") as failure:
-        load(_source(sandbox, api_key="pk_wrong_secret"), _pipeline(tmp_path))
-    assert "SOURCES__KLAVIYO__API_KEY" in str(failure.value)
-    assert "pk_wrong_secret" not in str(failure.value)
+    source = _source(sandbox, api_key="pk_wrong_secret")
+    failure = assert_load_fails_naming(
+        source, _pipeline(tmp_path), "SOURCES__KLAVIYO__API_KEY", secret="pk_wrong_secret"
+    )
+    assert "401" in str(failure)
 
 
 def test_a_wrong_base_url_or_revision_fails_naming_the_setting(sandbox, tmp_path):
     source = klaviyo_source(base_url=f"{sandbox.url}/nothing-here", api_key=_api_key(sandbox.world), retry_policy=FAST)
-    with pytest.raises(Exception, match="SOURCES__KLAVIYO__BASE_URL"):
-        load(source, make_pipeline("klaviyo", tmp_path / "a.duckdb", tmp_path / "a"))
-    with pytest.raises(Exception, match="SOURCES__KLAVIYO__REVISION"):
-        load(_source(sandbox, revision="latest"), make_pipeline("klaviyo", tmp_path / "b.duckdb", tmp_path / "b"))
+    assert_load_fails_naming(source, _pipeline(tmp_path / "a"), "SOURCES__KLAVIYO__BASE_URL")
+    assert_load_fails_naming(
+        _source(sandbox, revision="latest"), _pipeline(tmp_path / "b"), "SOURCES__KLAVIYO__REVISION"
+    )
 
 
 def test_missing_key_names_the_setting(monkeypatch, tmp_path):
