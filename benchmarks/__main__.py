@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import sandbox_world
+from benchmarks import ingest_events, sandbox_world
 
-BENCHMARKS = [sandbox_world]
+BENCHMARKS = [sandbox_world, ingest_events]
 
 if __name__ == "__main__":
     for bench in BENCHMARKS:

@@ -8,6 +8,7 @@ from orchestration.definitions import defs
 from orchestration.resources import WAREHOUSE_POOL
 
 EXPECTED_ASSETS = {
+    "raw_mixpanel/events",
     "raw_hubspot/contacts",
     "raw_hubspot/companies",
     "raw_hubspot/deals",

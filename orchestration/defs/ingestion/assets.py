@@ -21,6 +21,7 @@ from ingestion.hubspot import hubspot_source
 from ingestion.instagram import instagram_source
 from ingestion.klaviyo import klaviyo_source
 from ingestion.mailchimp import mailchimp_source
+from ingestion.mixpanel import mixpanel_source
 from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
 from ingestion.shopify import shopify_source
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -37,6 +38,12 @@ class Source:
 
 
 SOURCES: list[Source] = [
+    Source(
+        "mixpanel",
+        mixpanel_source,
+        {"base_url": "http://spec", "project_id": "0", "username": "spec", "secret": "spec"},
+        "Mixpanel raw event export: every tracked event, anonymous and known",
+    ),
     Source(
         "hubspot",
         hubspot_source,
