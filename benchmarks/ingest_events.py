@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="world size (default ~1M events)")
     parser.add_argument("--dlt-events", type=int, default=DEFAULT_DLT_EVENTS, help="events for (b), at most 100000")
     parser.add_argument("--world", type=Path, help="use (or keep) the world in this directory")
+    parser.add_argument("--runs", type=int, default=2, help="runs of (a), (a') and (c); the fastest counts")
     args = parser.parse_args(argv)
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -248,12 +249,20 @@ def main(argv: list[str] | None = None) -> int:
             lines, export_s = _save_export(url, world, jsonl)
             print(f"export saved for (c): {lines:,} events, {jsonl.stat().st_size / 2**20:,.0f} MB in {export_s:.1f}s")
             common = ["--url", url, "--world", str(world)]
-            tessera = _measured("tessera", tmp, [*common, "--work", str(tmp / "a")])
-            tuned = _measured("tessera", tmp, [*common, "--work", str(tmp / "a2")], env=TUNED_DUCKDB, tag="_tuned")
-            dlt_default = _measured(
-                "dlt_default", tmp, [*common, "--work", str(tmp / "b"), "--limit", str(args.dlt_events)]
-            )
-            read_json = _measured("read_json", tmp, ["--work", str(tmp / "c"), "--jsonl", str(jsonl)])
+
+            def best(name: str, runs: int, extra: list[str], env: dict[str, str] | None = None, tag: str = "") -> dict:
+                # Other work on a shared machine slows single runs by up to 2x: keep the fastest.
+                results = [
+                    _measured(name, tmp, [*extra, "--work", str(tmp / f"{name}{tag}{i}")], env, f"{tag}{i}")
+                    for i in range(runs)
+                ]
+                fastest = min(results, key=lambda r: r["seconds"])
+                return {**fastest, "peak_gib": max(r["peak_gib"] for r in results)}  # memory: the worst run
+
+            tessera = best("tessera", args.runs, common)
+            tuned = best("tessera", args.runs, common, TUNED_DUCKDB, "_tuned")
+            dlt_default = best("dlt_default", 1, [*common, "--limit", str(args.dlt_events)])
+            read_json = best("read_json", args.runs, ["--jsonl", str(jsonl)])
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -272,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             f"    (b) ran on the export's first {dlt_default['events']:,} events (limit={args.dlt_events}); at its "
             f"rate the {tessera['events']:,} events would take about {projected:,.0f}s"
         )
+    print("    (a) reads the export over HTTP from the sandbox on this host (Accept-Encoding: identity)")
     print(f"    (a) steps: {tessera['steps']}; (a') steps: {tuned['steps']}")
     print(f"    * the warehouse connection with {TUNED_DUCKDB[TUNED_SETTING]} (dlt's DuckDB global_config)")
     target = min(TARGET_EVENTS_PER_S, reference / TARGET_RATIO)
@@ -282,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({tessera['events_per_s']:,.0f} events/s, {tessera['peak_gib']:.2f} GiB, "
         f"{reference / tessera['events_per_s']:.1f}x of read_json)"
     )
-    print(f"benchmark took {time.perf_counter() - begun:.0f}s")
+    load_1m, _, _ = os.getloadavg()
+    print(
+        f"benchmark took {time.perf_counter() - begun:.0f}s on {os.cpu_count()} CPUs; best of {args.runs} runs "
+        f"for (a), (a'), (c); load average at the end {load_1m:.1f}"
+    )
     return 0
 
 

@@ -229,11 +229,12 @@ class SeenIds:
 
     def first_seen(self, events: pa.Table) -> pa.Table:
         seen = self._seen
+        ids = events.column("insert_id").to_pylist()
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual block: set operations in C
+            seen.update(ids)
+            return events
         keep: list[bool] = []
-        for insert_id in events.column("insert_id").to_pylist():
-            if insert_id in seen:
-                keep.append(False)
-            else:
-                seen.add(insert_id)
-                keep.append(True)
-        return events if all(keep) else events.filter(pa.array(keep))
+        for insert_id in ids:
+            keep.append(insert_id not in seen)
+            seen.add(insert_id)
+        return events.filter(pa.array(keep))

@@ -131,7 +131,7 @@ class RateLimiter:
         self._path = path
         self._on_violation = on_violation or (lambda vendor: None)
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: an export slot may be released by a GC callback while held
         self._overrides: dict[str, Any] = {}
         if path is not None and path.exists():
             self._overrides = json.loads(path.read_text() or "{}")
