@@ -57,38 +57,24 @@ def shopify_source(
     session.headers.update({"X-Shopify-Access-Token": access_token, "Accept": "application/json"})
     api = ShopifyApi(session, base_url, api_version, page_size)
 
-    # Cursors are argument defaults, which dlt binds to the pipeline state on each run (hence B008).
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=ENDPOINTS["customers"].columns)
-    def customers(
-        updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "updated_at", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
-        ),
-    ) -> Iterator[Any]:
-        yield from api.changed(ENDPOINTS["customers"], updated_at)
+    def changed_since(name: str) -> DltResource:
+        """A table read by `updated_at_min`; the cursor is an argument default, which dlt binds
+        to the pipeline state on each run."""
 
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=ENDPOINTS["orders"].columns)
-    def orders(
-        updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "updated_at", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
-        ),
-    ) -> Iterator[Any]:
-        yield from api.changed(ENDPOINTS["orders"], updated_at)
+        def read(
+            updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(
+                "updated_at", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
+            ),
+        ) -> Iterator[Any]:
+            yield from api.changed(ENDPOINTS[name], updated_at)
 
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=ENDPOINTS["products"].columns)
-    def products(
-        updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "updated_at", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
-        ),
-    ) -> Iterator[Any]:
-        yield from api.changed(ENDPOINTS["products"], updated_at)
+        return dlt.resource(
+            read, name=name, write_disposition="merge", primary_key="id", columns=ENDPOINTS[name].columns
+        )
 
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=ENDPOINTS["abandoned_checkouts"].columns)
-    def abandoned_checkouts(
-        updated_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "updated_at", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
-        ),
-    ) -> Iterator[Any]:
-        yield from api.changed(ENDPOINTS["abandoned_checkouts"], updated_at)
+    customers, orders, products, abandoned_checkouts = (
+        changed_since(name) for name in ("customers", "orders", "products", "abandoned_checkouts")
+    )
 
     # Writes into the four tables above (each page names its table), hence the same hints.
     @dlt.resource(write_disposition="merge", primary_key="id")
