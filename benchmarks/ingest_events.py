@@ -1,7 +1,8 @@
 """Events load benchmark: Tessera's Mixpanel `events` load beside two references, on ~1M events.
 
 (a) Tessera: `mixpanel_source` -> `load()` (blocks of lines parsed in bulk into Arrow, Parquet
-    loader files, merge on the insert id into DuckDB), reading the sandbox's export over HTTP;
+    loader files, appended on a first load and merged on the insert id after), reading the
+    sandbox's export over HTTP;
 (b) dlt with its defaults: a plain resource yielding one parsed dict per line, the default
     `insert_values` loader files, append (dlt flattens `properties` into columns and makes a
     child table of `products`). Too slow for the whole export, so it loads the export's first
@@ -37,10 +38,7 @@ TARGET_GIB = 2.0
 # Customers for about 1M visible events with --future-days 0 (measured: 42,000 -> ~1.0M).
 DEFAULT_CUSTOMERS = 42_000
 DEFAULT_DLT_EVENTS = 100_000
-# (a') dlt's DuckDB destination settings that a merge of wide rows benefits from: inserts
-# written in parallel, and a buffer pool that does not keep every written page.
-TUNED_SETTING = "DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"
-TUNED_DUCKDB = {TUNED_SETTING: json.dumps({"preserve_insertion_order": False, "memory_limit": "1GB"})}
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=DEFAULT_CUSTOMERS, help="world size (default ~1M events)")
     parser.add_argument("--dlt-events", type=int, default=DEFAULT_DLT_EVENTS, help="events for (b), at most 100000")
     parser.add_argument("--world", type=Path, help="use (or keep) the world in this directory")
-    parser.add_argument("--runs", type=int, default=2, help="runs of (a), (a') and (c); the fastest counts")
+    parser.add_argument("--runs", type=int, default=2, help="runs of (a) and (c); the fastest counts")
     args = parser.parse_args(argv)
     begun = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -260,7 +258,6 @@ def main(argv: list[str] | None = None) -> int:
                 return {**fastest, "peak_gib": max(r["peak_gib"] for r in results)}  # memory: the worst run
 
             tessera = best("tessera", args.runs, common)
-            tuned = best("tessera", args.runs, common, TUNED_DUCKDB, "_tuned")
             dlt_default = best("dlt_default", 1, [*common, "--limit", str(args.dlt_events)])
             read_json = best("read_json", args.runs, ["--jsonl", str(jsonl)])
         finally:
@@ -272,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
     header = ("load of the events export", "events", "seconds", "events/s", "peak GiB", "(c) is x")
     print(f"{header[0]:<40} {header[1]:>10} {header[2]:>8} {header[3]:>12} {header[4]:>9} {header[5]:>11}")
     print(_row("(a) Tessera mixpanel events", tessera, reference))
-    print(_row("(a') the same, warehouse DuckDB tuned*", tuned, reference))
     print(_row("(b) dlt defaults (insert_values, dicts)", dlt_default, reference))
     print(_row("(c) DuckDB read_json, local file", read_json, reference))
     if dlt_default["events"] < tessera["events"]:
@@ -282,8 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             f"rate the {tessera['events']:,} events would take about {projected:,.0f}s"
         )
     print("    (a) reads the export over HTTP from the sandbox on this host (Accept-Encoding: identity)")
-    print(f"    (a) steps: {tessera['steps']}; (a') steps: {tuned['steps']}")
-    print(f"    * the warehouse connection with {TUNED_DUCKDB[TUNED_SETTING]} (dlt's DuckDB global_config)")
+    print(f"    (a) steps: {tessera['steps']}; the warehouse connection as .dlt/config.toml sets it")
     target = min(TARGET_EVENTS_PER_S, reference / TARGET_RATIO)
     ok = tessera["events_per_s"] >= target and tessera["peak_gib"] < TARGET_GIB
     print(
@@ -295,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     load_1m, _, _ = os.getloadavg()
     print(
         f"benchmark took {time.perf_counter() - begun:.0f}s on {os.cpu_count()} CPUs; best of {args.runs} runs "
-        f"for (a), (a'), (c); load average at the end {load_1m:.1f}"
+        f"for (a) and (c); load average at the end {load_1m:.1f}"
     )
     return 0
 

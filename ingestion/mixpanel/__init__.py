@@ -71,7 +71,19 @@ def mixpanel_source(
             lag=LOOKBACK_SECONDS,
             on_cursor_value_missing="include",
         )
-    return events(client, last_day, **cursor)
+    resource = events(client, last_day, **cursor)
+    if _first_load():
+        # Nothing loaded yet, and a run never passes an insert id twice (`SeenIds`): appending
+        # gives the same table as the merge and skips its anti-join, about a quarter of the load.
+        resource.apply_hints(write_disposition="append")
+    return resource
+
+
+def _first_load() -> bool:
+    """True when no run has recorded an event cursor yet (dlt restores state from the warehouse
+    before extracting, so a fresh pipelines folder over a loaded warehouse is not a first load)."""
+    resource_state = dlt.current.source_state().get("resources", {}).get(RESOURCE, {})
+    return not resource_state.get("incremental", {}).get("time", {}).get("last_value")
 
 
 @dlt.resource(
@@ -90,7 +102,7 @@ def events(
     ),
 ):
     """Every event, one row per `insert_id`: the columns the marts read, flattened and typed,
-    plus `products` and the whole `properties` object as JSON text."""
+    plus `products` and, as JSON text, the properties no typed column carries."""
     state = dlt.current.resource_state()
     repairs = {date.fromisoformat(day): left for day, left in state.get("repair_days", {}).items()}
     previous = event_time.get_state()["last_value"]

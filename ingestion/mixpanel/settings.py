@@ -32,7 +32,7 @@ BLOCK_BYTES = 32 * 2**20
 REPAIR_ATTEMPTS = 3
 
 # Columns flattened out of `properties` for the marts: (column, property, type). Every other
-# property stays in the `properties` JSON text, which is always loaded whole.
+# property stays in the `other_properties` JSON text.
 STRING_PROPERTIES = (
     ("distinct_id", "distinct_id"),
     ("device_id", "$device_id"),

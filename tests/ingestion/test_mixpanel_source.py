@@ -17,7 +17,14 @@ from ingestion.common.http import RetryPolicy
 from ingestion.mixpanel import mixpanel_source
 from ingestion.mixpanel.helpers import plan_ranges
 from ingestion.mixpanel.parse import INVALID_JSON, BlockParser, SeenIds, day_of_fragment
-from ingestion.mixpanel.settings import LOOKBACK_DAYS
+from ingestion.mixpanel.settings import (
+    BOOLEAN_PROPERTIES,
+    DOUBLE_PROPERTIES,
+    INTEGER_PROPERTIES,
+    JSON_PROPERTIES,
+    LOOKBACK_DAYS,
+    STRING_PROPERTIES,
+)
 from ingestion.pipelines import load, make_pipeline
 
 FAST = RetryPolicy(max_attempts=8, backoff_base=0.01, backoff_max=0.05, timeout=30)
@@ -71,6 +78,10 @@ def _cursor(pipeline: dlt.Pipeline):
     return pipeline.state["sources"]["mixpanel"]["resources"]["events"]["incremental"]["time"]["last_value"]
 
 
+def _disposition(pipeline: dlt.Pipeline) -> str:
+    return pipeline.default_schema.tables["events"]["write_disposition"]
+
+
 def _extracted(pipeline: dlt.Pipeline) -> int:
     return pipeline.last_trace.last_normalize_info.row_counts.get("events", 0)
 
@@ -94,15 +105,28 @@ def test_loads_every_visible_event_once_typed_and_whole(sandbox, tmp_path):
     )
     assert types["time"] == "TIMESTAMP WITH TIME ZONE" and types["price"] == "DOUBLE" and types["step"] == "BIGINT"
     assert {"device_id", "user_id", "checkout_id", "step_name", "fees", "guest_checkout_enabled", "os"} <= set(types)
-    # `properties` holds the whole object as the vendor sent it; flattened columns agree with it.
+    # No property is lost: each is a typed column or sits, as sent, in `other_properties`.
     store = f"read_parquet('{sandbox.world}/store/mixpanel_events.parquet')"
+    typed = ["$insert_id", "time", "mp_processing_time_ms", *(key for _, key in STRING_PROPERTIES)]
+    typed += [*DOUBLE_PROPERTIES, *INTEGER_PROPERTIES, *BOOLEAN_PROPERTIES, *JSON_PROPERTIES]
+    typed_list = "[" + ", ".join("'" + key + "'" for key in typed) + "]"
     mismatches = _query(
         tmp_path,
-        f"SELECT count(*) FROM raw_mixpanel.events e JOIN {store} s USING (insert_id) "
-        "WHERE e.properties::JSON <> s.properties::JSON OR abs(epoch(e.time) - epoch(s.time)) >= 1 "
-        "OR e.device_id IS DISTINCT FROM s.device_id OR e.user_id IS DISTINCT FROM s.user_id",
+        f"SELECT count(*) FROM raw_mixpanel.events e JOIN {store} s USING (insert_id), "
+        "LATERAL (SELECT s.properties::JSON AS p, e.other_properties::JSON AS rest) "
+        "WHERE list_sort(json_keys(rest)) <> "
+        f"list_sort(list_filter(json_keys(p), lambda k: NOT list_contains({typed_list}, k))) "
+        "OR list_bool_or([json_extract(rest, '$.\"' || k || '\"') <> json_extract(p, '$.\"' || k || '\"') "
+        "     FOR k IN json_keys(rest)]) "
+        "OR abs(epoch(e.time) - epoch(s.time)) >= 1 "
+        "OR e.device_id IS DISTINCT FROM s.device_id OR e.user_id IS DISTINCT FROM s.user_id "
+        "OR e.checkout_id IS DISTINCT FROM p ->> 'checkout_id' "
+        "OR e.price IS DISTINCT FROM (p ->> 'price')::DOUBLE OR e.step IS DISTINCT FROM (p ->> 'step')::BIGINT",
     )[0][0]
     assert mismatches == 0
+    # The untyped ones are really there (the storefront's `mp_lib`, a sign-in `method`).
+    untyped = "SELECT count(*) FROM raw_mixpanel.events WHERE other_properties ->> 'mp_lib' = 'web'"
+    assert _query(tmp_path, untyped)[0][0]
     assert _cursor(pipeline) == _query(tmp_path, "SELECT max(time) FROM raw_mixpanel.events")[0][0]
 
 
@@ -111,9 +135,12 @@ def test_a_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
     load(_source(sandbox, end_date=end), pipeline)
     before = _rows(tmp_path)
+    # The first load appends (an empty table needs no merge); every later one merges.
+    assert _disposition(pipeline) == "append"
     sandbox.control("POST", "counters/reset")
 
     load(_source(sandbox, end_date=end), pipeline)
+    assert _disposition(pipeline) == "merge"
     assert _rows(tmp_path) == before
     assert _requests(sandbox) == 1, "one export query for the window"
     newest = _query(tmp_path, "SELECT max(time) FROM raw_mixpanel.events")[0][0]
