@@ -1,21 +1,21 @@
 """Endpoints only the sandbox has, under `/_sandbox/` (no auth, no faults, no rate limits).
 
-    GET    /_sandbox/health           ok, world seed and size, clock, horizon, mounted vendors
-    GET    /_sandbox/clock            {"clock", "start", "horizon"}
-    POST   /_sandbox/clock/advance    body {"days": 1} (default 1); 409 past the horizon;
-                                      rewrites truth/ for the new clock
-    GET    /_sandbox/faults           current fault config
-    PUT    /_sandbox/faults           replace it (omitted fields take defaults); 400 if invalid
-    DELETE /_sandbox/faults           all faults off
-    GET    /_sandbox/counters         requests, responses, rate_limited, writes, faults
-    POST   /_sandbox/counters/reset
-    GET    /_sandbox/received         ?vendor=&kind=&limit= the destinations' received log
-    GET    /_sandbox/objects          ?vendor=&kind=&prefix=&limit= destinations' current objects
-    GET    /_sandbox/limits           {"effective": rules, "overrides": limits.json}
-    PUT    /_sandbox/limits           replace overrides, e.g. {"hubspot": {"burst": {"limit": 5}}}
-    GET    /_sandbox/erasure-requests the shop's erasure requests received by the clock
-                                      (no vendor API carries them; a shop gets them by email,
-                                      a form or a platform's privacy webhook)
+GET    /_sandbox/health           ok, world seed and size, clock, horizon, mounted vendors
+GET    /_sandbox/clock            {"clock", "start", "horizon"}
+POST   /_sandbox/clock/advance    body {"days": 1} (default 1); 409 past the horizon;
+                                  rewrites truth/ for the new clock
+GET    /_sandbox/faults           current fault config
+PUT    /_sandbox/faults           replace it (omitted fields take defaults); 400 if invalid
+DELETE /_sandbox/faults           all faults off
+GET    /_sandbox/counters         requests, responses, rate_limited, writes, faults
+POST   /_sandbox/counters/reset
+GET    /_sandbox/received         ?vendor=&kind=&limit= the destinations' received log
+GET    /_sandbox/objects          ?vendor=&kind=&prefix=&limit= destinations' current objects
+GET    /_sandbox/limits           {"effective": rules, "overrides": limits.json}
+PUT    /_sandbox/limits           replace overrides, e.g. {"hubspot": {"burst": {"limit": 5}}}
+GET    /_sandbox/erasure-requests the shop's erasure requests received by the clock
+                                  (no vendor API carries them; a shop gets them by email,
+                                  a form or a platform's privacy webhook)
 """
 
 from __future__ import annotations
@@ -64,15 +64,17 @@ def control_mount(state: SandboxState) -> Mount:
         }
 
     async def health(request: Request) -> Response:
-        return JSONResponse({
-            "ok": True,
-            "seed": state.seed,
-            "customers": state.meta.get("customers"),
-            "days": state.meta.get("days"),
-            **clock_body(),
-            "vendors": state.vendors,
-            "tables": state.tables,
-        })
+        return JSONResponse(
+            {
+                "ok": True,
+                "seed": state.seed,
+                "customers": state.meta.get("customers"),
+                "days": state.meta.get("days"),
+                **clock_body(),
+                "vendors": state.vendors,
+                "tables": state.tables,
+            }
+        )
 
     async def clock(request: Request) -> Response:
         return JSONResponse(clock_body())
@@ -142,9 +144,7 @@ def control_mount(state: SandboxState) -> Mount:
         except ValueError:
             return _error(400, "limit must be an integer")
         rows = await run_in_threadpool(
-            lambda: state.destinations.list_objects(
-                q["vendor"], q["kind"], key_prefix=q.get("prefix"), limit=limit
-            )
+            lambda: state.destinations.list_objects(q["vendor"], q["kind"], key_prefix=q.get("prefix"), limit=limit)
         )
         return JSONResponse({"count": len(rows), "items": [asdict(r) for r in rows]})
 

@@ -138,9 +138,7 @@ def guess_timestamp_field(records: list[dict[str, Any]]) -> str | None:
     for record in records[:1]:
         for path, value in _candidate_paths(record):
             name = path.rsplit(".", 1)[-1]
-            if isinstance(value, str) and (
-                name.endswith("_at") or name.endswith("At") or name in _TIMESTAMP_NAMES
-            ):
+            if isinstance(value, str) and (name.endswith("_at") or name.endswith("At") or name in _TIMESTAMP_NAMES):
                 return path
     return None
 

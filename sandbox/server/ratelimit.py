@@ -51,9 +51,7 @@ DEFAULT_LIMITS: dict[str, dict[str, dict[str, Any]]] = {
     # XS 1/s 15/m, S 3/s 60/m, M 10/s 150/m, L 75/s 700/m, XL 350/s 3500/m.
     "klaviyo": {
         f"{window}_{size}": {"kind": "window", "limit": limit, "seconds": seconds, "mode": "fixed"}
-        for size, burst, steady in (
-            ("xs", 1, 15), ("s", 3, 60), ("m", 10, 150), ("l", 75, 700), ("xl", 350, 3500)
-        )
+        for size, burst, steady in (("xs", 1, 15), ("s", 3, 60), ("m", 10, 150), ("l", 75, 700), ("xl", 350, 3500))
         for window, limit, seconds in (("burst", burst, 1), ("steady", steady, 60))
     },
     # Marketing API v3: up to 10 simultaneous connections per API key.
@@ -191,9 +189,7 @@ class RateLimiter:
             self._on_violation(vendor)
         return decision
 
-    def _check(
-        self, vendor: str, name: str, key: str, now: float
-    ) -> tuple[bool, float, Callable[..., LimitInfo]]:
+    def _check(self, vendor: str, name: str, key: str, now: float) -> tuple[bool, float, Callable[..., LimitInfo]]:
         """(allowed, retry_after, finish) where finish() records the hit and returns the info
         (called with False for a refused request: info without recording)."""
         params = self.rule(vendor, name)

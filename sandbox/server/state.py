@@ -281,10 +281,14 @@ class DestinationStore:
         return StoredObject(vendor, kind, key, body, created_at, now), created
 
     def get(self, vendor: str, kind: str, key: str) -> StoredObject | None:
-        rows = self._conn().execute(
-            "SELECT payload_json, created_at, updated_at FROM objects WHERE vendor=? AND kind=? AND key=?",
-            (vendor, kind, key),
-        ).fetchall()
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT payload_json, created_at, updated_at FROM objects WHERE vendor=? AND kind=? AND key=?",
+                (vendor, kind, key),
+            )
+            .fetchall()
+        )
         if not rows:
             return None
         return StoredObject(vendor, kind, key, json.loads(rows[0][0]), rows[0][1], rows[0][2])
@@ -320,9 +324,7 @@ class DestinationStore:
     def delete(self, vendor: str, kind: str, key: str) -> bool:
         """Delete one object; True if it existed."""
         with self._write_lock:
-            cur = self._conn().execute(
-                "DELETE FROM objects WHERE vendor=? AND kind=? AND key=?", (vendor, kind, key)
-            )
+            cur = self._conn().execute("DELETE FROM objects WHERE vendor=? AND kind=? AND key=?", (vendor, kind, key))
             return cur.rowcount > 0
 
     def received(
@@ -340,8 +342,7 @@ class DestinationStore:
         sql += " ORDER BY id LIMIT ?"
         params.append(-1 if limit is None else limit)
         return [
-            {"id": i, "vendor": v, "kind": k, "key": key, "payload": json.loads(p),
-             "received_at": r, "wall_time": w}
+            {"id": i, "vendor": v, "kind": k, "key": key, "payload": json.loads(p), "received_at": r, "wall_time": w}
             for i, v, k, key, p, r, w in self._conn().execute(sql, params).fetchall()
         ]
 
@@ -378,9 +379,7 @@ class SandboxState:
         self.advance_lock = threading.Lock()
 
         self.counters = Counters(self.world_dir / "counters.json")
-        self.destinations = DestinationStore(
-            self.world_dir / "destinations.sqlite", lambda: self.clock, self.counters
-        )
+        self.destinations = DestinationStore(self.world_dir / "destinations.sqlite", lambda: self.clock, self.counters)
         self.faults = FaultInjector(self.world_dir / "faults.json", on_fault=self.counters.fault)
         self.limits = RateLimiter(
             self.world_dir / "limits.json", on_violation=self.counters.rate_limited, clock=limiter_clock
@@ -469,7 +468,7 @@ class SandboxState:
                 continue
             name = path.stem if path.is_file() else path.name
             quoted = source.replace("'", "''")
-            self._duck.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet(\'{quoted}\')')
+            self._duck.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{quoted}')")
             tables.append(name)
         return tables
 
