@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.paths import DBT_PROJECT_DIR
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -22,8 +22,10 @@ class TesseraDbtTranslator(DagsterDbtTranslator):
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         if dbt_resource_props["resource_type"] == "source":
-            # Same keys as the dlt assets, so lineage runs from load to mart.
-            return dg.AssetKey([dbt_resource_props["schema"], dbt_resource_props["name"]])
+            # Same keys as the dlt assets, so lineage runs from load to mart. A dlt child table
+            # (`orders__line_items`) is written by its parent's resource, so it is that asset.
+            table = dbt_resource_props["name"].split("__")[0]
+            return dg.AssetKey([dbt_resource_props["schema"], table])
         return super().get_asset_key(dbt_resource_props)
 
 
@@ -37,7 +39,11 @@ def _manifest_path():
 
 
 @dbt_assets(
-    manifest=_manifest_path(), project=dbt_project, dagster_dbt_translator=TesseraDbtTranslator(), pool=WAREHOUSE_POOL
+    manifest=_manifest_path(),
+    project=dbt_project,
+    # Child tables share their parent's asset key (see the translator).
+    dagster_dbt_translator=TesseraDbtTranslator(DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)),
+    pool=WAREHOUSE_POOL,
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     # dbt runs as a subprocess and reads the warehouse path from its profile's env_var.
