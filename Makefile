@@ -24,7 +24,7 @@ help:  ## list the targets
 	$(UV) sync --frozen
 	@touch $@
 
-dbt_project/target/manifest.json: .venv/.tessera-synced $(shell find dbt_project/models dbt_project/macros -type f 2>/dev/null) dbt_project/dbt_project.yml
+dbt_project/target/manifest.json: .venv/.tessera-synced $(shell find dbt_project/models dbt_project/macros dbt_project/seeds -type f 2>/dev/null) dbt_project/dbt_project.yml
 	cd dbt_project && ../.venv/bin/dbt parse --quiet --profiles-dir .
 
 setup: .venv/.tessera-synced dbt_project/target/manifest.json  ## install the locked environment and build the dbt manifest
@@ -54,6 +54,11 @@ dev: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000, against a run
 	eval "$$(.venv/bin/python -m sandbox env --world data/sandbox --url http://127.0.0.1:$(PORT))" && \
 	  DAGSTER_HOME=$(CURDIR)/data/dagster_home TESSERA_DATA_DIR=$(CURDIR)/data \
 	  exec .venv/bin/dagster dev -w workspace.yaml
+
+DOCS_PORT ?= 8080
+docs: setup  ## generate the dbt docs from the warehouse and serve them on DOCS_PORT (default 8080)
+	cd dbt_project && TESSERA_WAREHOUSE=$(CURDIR)/data/warehouse.duckdb ../.venv/bin/dbt docs generate --profiles-dir .
+	cd dbt_project && ../.venv/bin/dbt docs serve --profiles-dir . --port $(DOCS_PORT) --no-browser
 
 bench: setup  ## run the benchmarks in benchmarks/ and print their reports
 	.venv/bin/python -m benchmarks

@@ -8,12 +8,15 @@ from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
 from orchestration.defs.ingestion.assets import source_assets
+from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
 from orchestration.defs.schedules import nightly_job, nightly_schedule
+from orchestration.defs.serving.analysts_copy import analysts_copy
 from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*source_assets, dbt_models],
+    assets=[*source_assets, dbt_models, analysts_copy],
+    asset_checks=identity_checks,
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     resources={
@@ -21,5 +24,6 @@ defs = dg.Definitions(
         # dbt from this Python environment, so the UI works without an activated venv.
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
         "warehouse": WarehouseResource(),
+        "identity_guardrails": IdentityGuardrails(),
     },
 )

@@ -1,7 +1,9 @@
 """`python -m orchestration.demo`: the whole pipeline against a sandbox shop, end to end.
 
 Generates a world (unless one with the same seed and size is already there), serves it, runs
-the nightly job in process and prints what landed in the warehouse.
+the nightly job in process and prints what landed in the warehouse, and how well the identity
+map matches the world's truth. `--advance-days 1` on a later run plays the next night: the
+world's clock moves a day and its new activity appears in the vendor APIs.
 """
 
 from __future__ import annotations
@@ -53,6 +55,29 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None
     raise RuntimeError(f"the sandbox server did not answer at {url} within {timeout:.0f}s")
 
 
+def _advance(url: str, days: int) -> None:
+    request = urllib.request.Request(
+        f"{url}/_sandbox/clock/advance",
+        data=json.dumps({"days": days}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=600) as response:
+        clock = json.loads(response.read())
+    print(f"      world clock moved {days} day(s), now {clock.get('clock', clock)}")
+
+
+def _print_identity_scores(warehouse: Path, world: Path) -> None:
+    from sandbox.identity_report import build
+
+    scores = build(warehouse, world)["scores"]
+    print(
+        f"Identity map against the world's truth: precision {scores['precision']:.4f}, "
+        f"recall {scores['recall_linkable']:.4f} of linkable pairs "
+        "(details: python -m sandbox identity-report)"
+    )
+
+
 def _summary(warehouse: Path) -> list[tuple[str, int]]:
     import duckdb
 
@@ -82,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         "--regenerate",
         action="store_true",
         help="make a new world and an empty warehouse even if a matching world exists",
+    )
+    parser.add_argument(
+        "--advance-days",
+        type=int,
+        default=0,
+        help="move the world's clock forward this many days before the run: the next night(s) (default 0)",
     )
     args = parser.parse_args(argv)
 
@@ -123,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         _wait_healthy(url, server)
+        if args.advance_days:
+            _advance(url, args.advance_days)
         from sandbox.env import sandbox_env
 
         os.environ.update(sandbox_env(url, world))
@@ -155,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[4/4] Done in {elapsed:.1f}s. Warehouse {data / 'warehouse.duckdb'}:")
         for table, rows in _summary(data / "warehouse.duckdb"):
             print(f"    {table:<45} {rows:>10,} rows")
+        _print_identity_scores(data / "warehouse.duckdb", world)
         print("Open the Dagster UI with `make dev`; query the marts with `duckdb data/warehouse.duckdb`.")
         return 0
     finally:

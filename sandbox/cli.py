@@ -76,6 +76,20 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_report(args: argparse.Namespace) -> int:
+    from sandbox.identity_report import build, render
+
+    if not args.warehouse.exists():
+        print(f"no warehouse at {args.warehouse}: run the pipeline first (make demo)", file=sys.stderr)
+        return 2
+    world = None if args.no_truth else args.world
+    if world is not None and not (world / "truth" / "identities.parquet").exists():
+        print(f"no truth at {world}/truth: pass --world, or --no-truth for cluster statistics only", file=sys.stderr)
+        return 2
+    print(render(build(args.warehouse, world)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     env.add_argument("--world", type=Path, default=DEFAULT_WORLD, help=f"world directory (default {DEFAULT_WORLD})")
     env.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
     env.set_defaults(func=_env)
+
+    rep = sub.add_parser(
+        "identity-report",
+        help="score the warehouse's identity map against the world's truth (precision, recall, clusters)",
+    )
+    rep.add_argument("--world", type=Path, default=DEFAULT_WORLD, help=f"world directory (default {DEFAULT_WORLD})")
+    rep.add_argument(
+        "--warehouse", type=Path, default=DEFAULT_WORLD.parent / "warehouse.duckdb", help="the DuckDB warehouse"
+    )
+    rep.add_argument("--no-truth", action="store_true", help="cluster statistics only (a warehouse of real data)")
+    rep.set_defaults(func=_identity_report)
 
     args = parser.parse_args(argv)
     return args.func(args)

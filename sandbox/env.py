@@ -1,7 +1,8 @@
 """Settings that point Tessera's loaders and pushes at a running sandbox.
 
 The same variables point them at the real vendors (see the README's table): only the values
-differ. Base URLs are the sandbox's `/<vendor>` prefix in place of the vendor's host.
+differ. Base URLs are the sandbox's `/<vendor>` prefix in place of the vendor's host. The
+logical time is the world's clock when these are computed: compute them again after advancing it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
     meta = json.loads((Path(world) / "world.json").read_text())
     c = meta["credentials"]
     base = base_url.rstrip("/")
+    clock = meta["clock"]
     return {
+        # The run's logical time is the world's clock, weeks behind the wall clock: time rules
+        # in the marts and the last day the Mixpanel export is asked for.
+        "TESSERA_NOW": clock,
+        "SOURCES__MIXPANEL__END_DATE": clock[:10],
         "SOURCES__MIXPANEL__BASE_URL": f"{base}/mixpanel",
         "SOURCES__MIXPANEL__PROJECT_ID": c["mixpanel"]["project_id"],
         "SOURCES__MIXPANEL__USERNAME": c["mixpanel"]["service_account_username"],

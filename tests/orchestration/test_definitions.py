@@ -30,8 +30,54 @@ EXPECTED_ASSETS = {
     "raw_instagram/media",
     "raw_instagram/comments",
     "raw_instagram/mentions",
+    "seeds/email_domain_corrections",
+    "staging/stg_mixpanel__events",
     "staging/stg_hubspot__contacts",
+    "staging/stg_hubspot__companies",
+    "staging/stg_hubspot__deals",
+    "staging/stg_hubspot__deal_associations",
+    "staging/stg_shopify__customers",
+    "staging/stg_shopify__customer_addresses",
+    "staging/stg_shopify__orders",
+    "staging/stg_shopify__order_line_items",
+    "staging/stg_shopify__order_shipping_lines",
+    "staging/stg_shopify__products",
+    "staging/stg_shopify__product_variants",
+    "staging/stg_shopify__product_options",
+    "staging/stg_shopify__checkouts",
+    "staging/stg_shopify__checkout_line_items",
+    "staging/stg_shopify__checkout_shipping_lines",
+    "staging/stg_klaviyo__profiles",
+    "staging/stg_klaviyo__lists",
+    "staging/stg_klaviyo__list_memberships",
+    "staging/stg_klaviyo__metrics",
+    "staging/stg_klaviyo__campaigns",
+    "staging/stg_klaviyo__events",
+    "staging/stg_mailchimp__lists",
+    "staging/stg_mailchimp__members",
+    "staging/stg_mailchimp__member_tags",
+    "staging/stg_mailchimp__campaigns",
+    "staging/stg_mailchimp__email_activities",
+    "staging/stg_instagram__media",
+    "staging/stg_instagram__comments",
+    "staging/stg_instagram__mentions",
+    "seeds/identity_blocklist",
+    "seeds/sentiment_lexicon",
+    "intermediate/int_identity__occurrences",
+    "intermediate/int_identity__nodes",
+    "intermediate/int_identity__edges",
+    "intermediate/int_identity__resolved",
+    "intermediate/int_identity__records",
+    "intermediate/int_customers__profile_traits",
+    "intermediate/int_customers__orders",
+    "intermediate/int_customers__email_consent",
+    "intermediate/int_customers__email_engagement",
+    "intermediate/int_customers__social",
     "marts/crm_lifecycle_stages",
+    "marts/customer_identifiers",
+    "marts/identity_changes",
+    "marts/dim_customers",
+    "serving/analysts_copy",
 }
 
 
@@ -48,6 +94,14 @@ def test_lineage_runs_from_load_to_mart():
     assert staging.key in mart.parent_keys
 
 
+def test_a_dlt_child_table_is_its_parent_resources_asset():
+    graph = defs.resolve_asset_graph()
+    line_items = graph.get(dg.AssetKey(["staging", "stg_shopify__order_line_items"]))
+    assert line_items.parent_keys == {dg.AssetKey(["raw_shopify", "orders"])}
+    tags = graph.get(dg.AssetKey(["staging", "stg_mailchimp__member_tags"]))
+    assert tags.parent_keys == {dg.AssetKey(["raw_mailchimp", "members"])}
+
+
 def test_groups_follow_the_layers():
     graph = defs.resolve_asset_graph()
     groups = {k.to_user_string(): graph.get(k).group_name for k in graph.get_all_asset_keys()}
@@ -60,6 +114,14 @@ def test_every_warehouse_writer_is_in_the_single_writer_pool():
     graph = defs.resolve_asset_graph()
     for key in graph.get_all_asset_keys():
         assert graph.get(key).pools == {WAREHOUSE_POOL}, key
+
+
+def test_over_merge_checks_guard_the_identity_map_and_block():
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}
+    for name in ("customers_within_size_limit", "no_sudden_identity_jump"):
+        spec = checks[("marts/customer_identifiers", name)]
+        assert spec.blocking, name
 
 
 def test_nightly_schedule_runs_the_nightly_job():

@@ -79,6 +79,37 @@ def test_demo_goes_from_nothing_to_a_loaded_warehouse(demo):
         assert con.execute("SELECT sum(contacts) FROM marts.crm_lifecycle_stages").fetchall()[0][0] == contacts
 
 
+def test_the_analysts_copy_holds_every_mart(demo):
+    warehouse, copy = demo.data / "warehouse.duckdb", demo.data / "analysts.duckdb"
+    query = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' ORDER BY 1"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        marts = [t for (t,) in con.execute(query).fetchall()]
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert [t for (t,) in con.execute(query).fetchall()] == marts
+        assert con.execute("SELECT count(*) FROM marts.dim_customers").fetchall()[0][0] > 0
+    assert "dim_customers" in marts and "customer_identifiers" in marts
+
+
+def test_dbt_docs_describe_every_mart_and_column(demo, tmp_path):
+    env = {**demo.env, "TESSERA_WAREHOUSE": str(demo.data / "warehouse.duckdb")}
+    dbt = str(Path(sys.executable).parent / "dbt")
+    cmd = [dbt, "docs", "generate", "--profiles-dir", ".", "--target-path", str(tmp_path)]
+    result = subprocess.run(cmd, cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    catalog = json.loads((tmp_path / "catalog.json").read_text())
+    undescribed = []
+    for unique_id, node in manifest["nodes"].items():
+        if node["resource_type"] != "model" or node["schema"] != "marts":
+            continue
+        if not node["description"].strip():
+            undescribed.append(node["name"])
+        for column in catalog["nodes"][unique_id]["columns"]:
+            if not node["columns"].get(column.lower(), {}).get("description", "").strip():
+                undescribed.append(f"{node['name']}.{column}")
+    assert undescribed == []
+
+
 def test_no_secret_reaches_the_output_the_warehouse_dlt_state_or_dagster(demo):
     creds = json.loads((demo.data / "sandbox" / "world.json").read_text())["credentials"]
     secrets = [c[k] for c in creds.values() for k in ("access_token", "api_key", "service_account_secret") if k in c]

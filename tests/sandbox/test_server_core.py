@@ -44,18 +44,25 @@ def world(tmp_path: Path) -> Path:
     2024-01-01 12:00 (two visible at the initial clock)."""
     (tmp_path / "store").mkdir()
     meta = {
-        "seed": 42, "customers": 10, "days": 5,
-        "start": "2024-01-01T00:00:00Z", "clock": "2024-01-03T00:00:00Z", "horizon": "2024-01-05T00:00:00Z",
-        "credentials": {"fake": {"token": TOKEN}}, "ids": {},
+        "seed": 42,
+        "customers": 10,
+        "days": 5,
+        "start": "2024-01-01T00:00:00Z",
+        "clock": "2024-01-03T00:00:00Z",
+        "horizon": "2024-01-05T00:00:00Z",
+        "credentials": {"fake": {"token": TOKEN}},
+        "ids": {},
     }
     (tmp_path / "world.json").write_text(json.dumps(meta))
     created = [datetime(2024, 1, 1 + i, 12, tzinfo=UTC) for i in range(6)]
-    table = pa.table({
-        "id": pa.array(range(1, 7), pa.int64()),
-        "value": pa.array([10, 20, 30, 40, 50, 60], pa.int64()),
-        "created_at": pa.array(created, pa.timestamp("us", tz="UTC")),
-        "_person_id": pa.array([f"p{i}" for i in range(6)]),
-    })
+    table = pa.table(
+        {
+            "id": pa.array(range(1, 7), pa.int64()),
+            "value": pa.array([10, 20, 30, 40, 50, 60], pa.int64()),
+            "created_at": pa.array(created, pa.timestamp("us", tz="UTC")),
+            "_person_id": pa.array([f"p{i}" for i in range(6)]),
+        }
+    )
     pq.write_table(table, tmp_path / "store" / "fake_things.parquet")
     # The fake vendor has no default limits; give it a generous rule through limits.json.
     rule = {"kind": "window", "limit": 1000, "seconds": 60}
@@ -95,9 +102,14 @@ def fake_mount(state: SandboxState) -> Mount:
         raise RuntimeError("boom")
 
     # The path of the returned Mount is ignored: the server mounts it under /fake.
-    return Mount("/ignored", routes=[
-        Route("/things", things), Route("/push", push, methods=["POST"]), Route("/boom", boom),
-    ])
+    return Mount(
+        "/ignored",
+        routes=[
+            Route("/things", things),
+            Route("/push", push, methods=["POST"]),
+            Route("/boom", boom),
+        ],
+    )
 
 
 FAKE = SimpleNamespace(mount=fake_mount, error_response=fake_error_response)
@@ -157,9 +169,7 @@ def test_clock_advance_rewrites_truth_and_refuses_past_horizon(
     assert SandboxState(world).clock == datetime(2024, 1, 5, tzinfo=UTC)  # persisted
 
 
-def test_failed_truth_rewrite_leaves_clock_unchanged(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_truth_rewrite_leaves_clock_unchanged(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     module = types.ModuleType("sandbox.world.truth")
 
     def broken(world_dir, clock):
@@ -199,8 +209,14 @@ def test_auth_helpers(client: TestClient) -> None:
 
 def test_fault_config_round_trip(client: TestClient, world: Path) -> None:
     assert client.get("/_sandbox/faults").json() == FaultConfig().to_dict()
-    body = {"rate_429": 0.1, "rate_slow": 0.2, "slow_seconds": 0.5, "drift": "added_field", "seed": 3,
-            "vendors": ["fake"]}
+    body = {
+        "rate_429": 0.1,
+        "rate_slow": 0.2,
+        "slow_seconds": 0.5,
+        "drift": "added_field",
+        "seed": 3,
+        "vendors": ["fake"],
+    }
     r = client.put("/_sandbox/faults", json=body)
     assert r.status_code == 200 and r.json() == {**FaultConfig().to_dict(), **body}
     assert client.get("/_sandbox/faults").json() == r.json()

@@ -1,5 +1,6 @@
 """The dbt project as Dagster assets: staging, intermediate and marts."""
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -48,4 +49,17 @@ def _manifest_path():
 def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     # dbt runs as a subprocess and reads the warehouse path from its profile's env_var.
     os.environ["TESSERA_WAREHOUSE"] = str(warehouse.path)
-    yield from dbt.cli(["build"], context=context).stream()
+    args = ["build"]
+    now = logical_now(context.run.tags)
+    if now:
+        context.log.info(f"time rules read now = {now}")
+        args += ["--vars", json.dumps({"tessera__now": now})]
+    yield from dbt.cli(args, context=context).stream()
+
+
+def logical_now(run_tags: Mapping[str, str]) -> str | None:
+    """The run's "now" for every time rule (abandoned after 24 h, windows, recency).
+
+    An explicit `TESSERA_NOW` (an ISO timestamp: a backfill, or the sandbox's world clock) wins;
+    otherwise a scheduled run's tick; otherwise none, and dbt uses the moment it started."""
+    return os.environ.get("TESSERA_NOW") or run_tags.get("dagster/scheduled_execution_time")
