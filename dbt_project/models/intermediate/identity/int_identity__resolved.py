@@ -259,7 +259,9 @@ persons AS (
     SELECT label, min(node) AS first_node, count(*) AS identifiers FROM labelled GROUP BY label
 ),
 fresh AS (
-    SELECT p.label, 'cus_' || left(md5(p.first_node), 16) AS derived, 'cus_' || left(md5('split:' || p.first_node), 16) AS resplit
+    SELECT p.label,
+           'cus_' || left(md5(p.first_node), 16) AS derived,
+           'cus_' || left(md5('split:' || p.first_node), 16) AS resplit
     FROM persons p ANTI JOIN kept k USING (label)
 ),
 ids AS (
