@@ -51,15 +51,19 @@ def repair(
     priority: np.ndarray,
     limits: dict[int, int],
     bad: np.ndarray,
+    tiebreak: np.ndarray,
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Re-resolve the `bad` components, strongest links first, refusing links that break a limit.
 
+    Links of equal strength are taken in the order of `tiebreak` (a per-node key that does not
+    depend on how nodes were numbered), so a rerun on the same data refuses the same links.
     Returns the new labels and the refused links (as node pairs)."""
     labels = labels.copy()
     in_bad = np.zeros(int(labels.max()) + 1, dtype=bool)
     in_bad[bad] = True
     mask = in_bad[labels[a]]
-    order = np.lexsort((np.minimum(a[mask], b[mask]), priority[mask]))
+    ta, tb = tiebreak[a[mask]], tiebreak[b[mask]]
+    order = np.lexsort((np.maximum(ta, tb), np.minimum(ta, tb), priority[mask]))
     ea, eb = a[mask][order], b[mask][order]
 
     parent: dict[int, int] = {}
@@ -116,8 +120,11 @@ def attach_devices(
     labels = labels.copy()
     if not len(device):
         return labels, np.empty(0, np.int64), np.empty(0, np.int64)
-    is_person = np.bincount(labels[~bridge], minlength=int(labels.max()) + 1) > 0
-    pairs = np.unique(np.stack([device, labels[other]], axis=1), axis=0)
+    size = int(labels.max()) + 1
+    is_person = np.bincount(labels[~bridge], minlength=size) > 0
+    # (device, person) pairs, de-duplicated as one int64 each: far faster than a 2-D unique.
+    encoded = np.unique(device.astype(np.int64) * size + labels[other])
+    pairs = np.stack([encoded // size, encoded % size], axis=1)
     real = pairs[is_person[pairs[:, 1]]]
     devices, first, persons = np.unique(real[:, 0], return_index=True, return_counts=True)
     person_of = np.full(len(labels), -1, dtype=np.int64)
@@ -147,6 +154,7 @@ def resolve(
     device_other: np.ndarray,
     limits: dict[int, int],
     bridge: np.ndarray,
+    tiebreak: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int]], np.ndarray, np.ndarray]:
     """Steps 1-3 of the module docstring on integer node ids; returns labels, refused links,
     shared devices and the persons each shared device was seen with."""
@@ -154,7 +162,8 @@ def resolve(
     bad = over_limit(labels, kinds, limits)
     refused: list[tuple[int, int]] = []
     if len(bad):
-        labels, refused = repair(labels, kinds, a, b, priority, limits, bad)
+        keys = np.arange(n) if tiebreak is None else tiebreak
+        labels, refused = repair(labels, kinds, a, b, priority, limits, bad, keys)
     labels, shared, persons = attach_devices(labels, device, device_other, bridge)
     return labels, refused, shared, persons
 
@@ -165,14 +174,67 @@ def resolve(
 
 
 def _previous_ids(session, this) -> str:
-    """SQL for the previous run's node -> customer_id (empty on the first run)."""
+    """SQL for the previous run's node hash -> customer_id (empty on the first run)."""
     exists = session.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [this.schema, this.identifier],
     ).fetchall()[0][0]
     if exists:
-        return f"SELECT node, customer_id FROM {this}"
-    return "SELECT NULL::VARCHAR AS node, NULL::VARCHAR AS customer_id WHERE false"
+        return f"SELECT hash(node) AS h, customer_id FROM {this}"
+    return "SELECT NULL::UBIGINT AS h, NULL::VARCHAR AS customer_id WHERE false"
+
+
+def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """A customer id per node (step 4 of the module docstring).
+
+    `previous` holds each node's previous customer id (None when new). A person takes the
+    previous id most of its nodes had (ties: the smaller id); an id claimed by several persons
+    stays with the one holding most of its nodes (ties: the person with the smaller hash). Others
+    get an id from the smallest node hash they hold, re-derived when that id is taken."""
+    import pandas as pd
+
+    n_labels = int(labels.max()) + 1 if len(labels) else 0
+    anchor = np.full(n_labels, np.iinfo(np.uint64).max, dtype=np.uint64)
+    _group_min(anchor, labels, hashes)
+    chosen = np.full(n_labels, None, dtype=object)
+    known = pd.notna(previous)
+    if known.any():
+        # Ids as sorted codes, so "the smaller id" is the smaller code.
+        codes, ids = pd.factorize(previous[known], sort=True)
+        votes = pd.DataFrame({"label": labels[known], "id": codes})
+        votes = votes.groupby(["label", "id"], sort=False).size().reset_index(name="n")
+        votes["anchor"] = anchor[votes["label"].to_numpy()]
+        best = votes.sort_values(["label", "n", "id"], ascending=[True, False, True]).drop_duplicates("label")
+        kept = best.sort_values(["id", "n", "anchor"], ascending=[True, False, True]).drop_duplicates("id")
+        chosen[kept["label"].to_numpy()] = np.asarray(ids, dtype=object)[kept["id"].to_numpy()]
+    taken = set(chosen[pd.notna(chosen)].tolist())
+    fresh = np.flatnonzero(pd.isna(chosen))
+    if not len(fresh):
+        return chosen
+    derived = np.char.add("cus_", np.char.zfill(np.char.mod("%x", anchor[fresh]), 16)).astype(object)
+    for position, label in enumerate(fresh.tolist()):
+        candidate = derived[position]
+        if candidate in taken:  # the other part of a split already holds it
+            candidate = "cus_" + format(int(anchor[label]) ^ 0x5BD1E995, "016x")
+        chosen[label] = candidate
+    return chosen
+
+
+def _dictionary(values: np.ndarray) -> pa.DictionaryArray:
+    """Strings with many repeats (or nulls) as a dictionary-encoded column."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values)
+    return pa.DictionaryArray.from_arrays(
+        pa.array(codes, mask=codes < 0, type=pa.int32()), pa.array(np.asarray(uniques, dtype=object), type=pa.string())
+    )
+
+
+def _group_min(out: np.ndarray, groups: np.ndarray, values: np.ndarray) -> None:
+    order = np.lexsort((values, groups))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = groups[order][1:] != groups[order][:-1]
+    out[groups[order][first]] = values[order][first]
 
 
 def model(dbt, session):
@@ -186,99 +248,79 @@ def model(dbt, session):
 
     dbt.ref("int_identity__nodes").create_view("_identity_nodes")
     dbt.ref("int_identity__edges").create_view("_identity_edges")
-    previous = session.sql(_previous_ids(session, dbt.this)).to_arrow_table()
+    previous = session.sql(_previous_ids(session, dbt.this)).fetchnumpy()
 
-    session.execute(
-        "CREATE OR REPLACE TEMP TABLE _identity_index AS "
-        "SELECT row_number() OVER (ORDER BY node) - 1 AS i, node, kind, is_blocked, block_reason "
-        "FROM _identity_nodes"
-    )
-    index = session.sql("SELECT i, kind FROM _identity_index ORDER BY i").fetchnumpy()
-    kind_names, kinds = np.unique(index["kind"], return_inverse=True)
-    limits = {int(np.searchsorted(kind_names, k)): v for k, v in limits_by_kind.items() if k in kind_names}
-    links = session.sql(
-        "SELECT na.i AS a, nb.i AS b, e.priority, e.is_device_link FROM _identity_edges e "
-        "JOIN _identity_index na ON na.node = e.node_a JOIN _identity_index nb ON nb.node = e.node_b"
+    # Nodes are numbered by position and keyed by a 64-bit hash of their text: joins on the
+    # hash are integer joins, and nothing here sorts ten million strings.
+    kind_names = [k for (k,) in session.execute("SELECT DISTINCT kind FROM _identity_nodes ORDER BY 1").fetchall()]
+    kind_list = "[" + ", ".join("'" + k.replace("'", "''") + "'" for k in kind_names) + "]"
+    nodes = session.sql(
+        f"SELECT hash(node) AS h, list_position({kind_list}, kind) - 1 AS kind FROM _identity_nodes"
     ).fetchnumpy()
+    hashes = nodes["h"].astype(np.uint64)
+    kinds = nodes["kind"].astype(np.int64)
+    sorter = np.argsort(hashes, kind="stable")
+    if len(hashes) > 1 and (np.diff(hashes[sorter]) == 0).any():
+        raise ValueError("int_identity__resolved: two identifiers share a 64-bit hash; rename one")
+
+    def position(h: np.ndarray) -> np.ndarray:
+        return sorter[np.searchsorted(hashes, h, sorter=sorter)]
+
+    links = session.sql(
+        "SELECT hash(node_a) AS a, hash(node_b) AS b, priority, is_device_link FROM _identity_edges"
+    ).fetchnumpy()
+    a, b = position(links["a"].astype(np.uint64)), position(links["b"].astype(np.uint64))
     device_link = links["is_device_link"].astype(bool)
     person = ~device_link
+    limits = {kind_names.index(k): v for k, v in limits_by_kind.items() if k in kind_names}
+    checkout = kind_names.index("shopify_checkout") if "shopify_checkout" in kind_names else -1
     labels, refused, shared, persons = resolve(
         len(kinds),
         kinds,
-        links["a"][person].astype(np.int64),
-        links["b"][person].astype(np.int64),
+        a[person],
+        b[person],
         links["priority"][person].astype(np.int64),
-        links["a"][device_link].astype(np.int64),
-        links["b"][device_link].astype(np.int64),
+        a[device_link],
+        b[device_link],
         limits,
-        index["kind"] == "shopify_checkout",
+        kinds == checkout,
+        hashes,
     )
 
-    notes = np.full(len(kinds), None, dtype=object)
-    for device, count in zip(shared.tolist(), persons.tolist(), strict=True):
-        notes[device] = f"shared device: seen with {count} persons, linked to none"
-    for x, y in refused:
-        for node in (x, y):
-            notes[node] = notes[node] or "kept apart: a link here would exceed an identifier limit"
+    previous_ids = np.full(len(kinds), None, dtype=object)
+    if len(previous["h"]):
+        old = previous["h"].astype(np.uint64)
+        at = np.searchsorted(hashes, old, sorter=sorter).clip(0, len(hashes) - 1)
+        still = hashes[sorter[at]] == old
+        previous_ids[sorter[at[still]]] = previous["customer_id"][still]
+    customer_of_label = stable_ids(labels, hashes, previous_ids)
 
+    # Notes as a dictionary-encoded column: a handful of texts over millions of rows.
+    note_texts = ["kept apart: a link here would exceed an identifier limit"]
+    note_codes = np.full(len(kinds), -1, dtype=np.int32)
+    for x, y in refused:
+        note_codes[x] = note_codes[y] = 0
+    for count in np.unique(persons).tolist():
+        note_texts.append(f"shared device: seen with {count} persons, linked to none")
+        note_codes[shared[persons == count]] = len(note_texts) - 1
+    sizes = np.bincount(labels)
     session.register(
         "_identity_labels",
-        pa.table({"i": np.arange(len(kinds)), "label": labels, "note": pa.array(notes, type=pa.string())}),
+        pa.table(
+            {
+                "h": hashes,
+                "customer_id": pa.DictionaryArray.from_arrays(labels, pa.array(customer_of_label, type=pa.string())),
+                "previous_customer_id": _dictionary(previous_ids),
+                "customer_identifiers": sizes[labels],
+                "note": pa.DictionaryArray.from_arrays(
+                    pa.array(note_codes, mask=note_codes < 0), pa.array(note_texts, type=pa.string())
+                ),
+            }
+        ),
     )
-    session.register("_identity_previous", previous)
-    return session.sql(_ASSIGN_IDS)
-
-
-# Customer ids: each person takes the previous id most of its identifiers had (ties: the
-# smaller id); an id claimed by several persons (a split) stays with the one holding most of
-# its identifiers. Anyone else gets an id derived from their smallest identifier, or, when
-# that id is still held by the other part of a split, from the identifier with "split:".
-_ASSIGN_IDS = """
-WITH labelled AS (
-    SELECT x.node, x.kind, x.is_blocked, x.block_reason, l.label, l.note, p.customer_id AS previous_customer_id
-    FROM _identity_index x
-    JOIN _identity_labels l USING (i)
-    LEFT JOIN _identity_previous p USING (node)
-),
-votes AS (
-    SELECT label, previous_customer_id, count(*) AS identifiers
-    FROM labelled WHERE previous_customer_id IS NOT NULL
-    GROUP BY ALL
-),
-candidate AS (
-    SELECT label, previous_customer_id, identifiers
-    FROM votes
-    QUALIFY row_number() OVER (PARTITION BY label ORDER BY identifiers DESC, previous_customer_id) = 1
-),
-kept AS (
-    SELECT label, previous_customer_id AS customer_id
-    FROM candidate
-    QUALIFY row_number() OVER (PARTITION BY previous_customer_id ORDER BY identifiers DESC, label) = 1
-),
-persons AS (
-    SELECT label, min(node) AS first_node, count(*) AS identifiers FROM labelled GROUP BY label
-),
-fresh AS (
-    SELECT p.label,
-           'cus_' || left(md5(p.first_node), 16) AS derived,
-           'cus_' || left(md5('split:' || p.first_node), 16) AS resplit
-    FROM persons p ANTI JOIN kept k USING (label)
-),
-ids AS (
-    SELECT label, customer_id FROM kept
-    UNION ALL
-    SELECT f.label, CASE WHEN k.customer_id IS NULL THEN f.derived ELSE f.resplit END
-    FROM fresh f LEFT JOIN kept k ON k.customer_id = f.derived
-)
-SELECT
-    l.node,
-    l.kind,
-    ids.customer_id,
-    l.previous_customer_id,
-    persons.identifiers AS customer_identifiers,
-    l.is_blocked,
-    coalesce(l.block_reason, l.note) AS resolution_note
-FROM labelled l
-JOIN ids USING (label)
-JOIN persons USING (label)
-"""
+    return session.sql(
+        "SELECT n.node, n.kind, l.customer_id::VARCHAR AS customer_id, "
+        "l.previous_customer_id::VARCHAR AS previous_customer_id, l.customer_identifiers, n.is_blocked, "
+        "coalesce(n.block_reason, l.note::VARCHAR) AS resolution_note "
+        "FROM _identity_nodes n JOIN _identity_labels l ON hash(n.node) = l.h"
+    )
