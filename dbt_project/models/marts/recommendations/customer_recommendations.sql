@@ -1,0 +1,186 @@
+{#-
+    Up to `tessera__recommendations_per_customer` products per customer (known or anonymous)
+    that they are likely to want, best first.
+
+    Candidates come from three places, and a product's score adds them up:
+    - `viewed`: the customer's own views and adds to cart in the lookback window, weighted by
+      `tessera__recommendations_weights` and decayed by age;
+    - `bought_together`: products that go with what the customer viewed, added or bought
+      (int_products__pairs, the `tessera__recommendations_neighbours` closest of each), scored
+      by the customer's interest in the source product times the pair's similarity;
+    - `popular`: the most popular available products (int_products__popularity), so a customer
+      with no history still gets a full list; every candidate also gets
+      `tessera__recommendations_popularity_weight` times its 0-1 popularity, which breaks ties.
+    `reason` says why, for the message: `viewed` when they looked at it themselves, else
+    `bought_together` when a product they engaged with points to it, else `popular`.
+
+    Never recommended: a product that is not available (inactive, or no variant in stock), or
+    one the customer bought within `tessera__recommendations_exclude_bought_days`.
+-#}
+
+{%- set weights = var('tessera__recommendations_weights') %}
+{%- set per_customer = var('tessera__recommendations_per_customer') %}
+
+with
+
+customers as (
+
+    select customer_id from {{ ref('dim_customers') }}
+    where identity_status in ('known', 'anonymous')
+
+),
+
+catalog as (
+
+    select * from {{ ref('int_products__catalog') }}
+    where is_available
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_products__customer_interactions') }}
+
+),
+
+recently_bought as (
+
+    select
+        customer_id,
+        product_id
+    from interactions
+    where
+        last_bought_at
+        > {{ tessera_now() }} - to_days({{ var('tessera__recommendations_exclude_bought_days') }})
+
+),
+
+recent_interest as (
+
+    select
+        customer_id,
+        product_id,
+        view_events + add_events > 0 as was_browsed,
+        {{ weights['view'] }} * weighted_views + {{ weights['add'] }} * weighted_adds as browse_score,
+        {{ weights['view'] }} * weighted_views
+        + {{ weights['add'] }} * weighted_adds
+        + {{ weights['purchase'] }} * weighted_units_bought as interest
+    from interactions
+    where
+        last_interaction_at
+        > {{ tessera_now() }} - to_days({{ var('tessera__recommendations_lookback_days') }})
+
+),
+
+viewed as (
+
+    select
+        customer_id,
+        product_id,
+        'viewed' as reason,
+        browse_score as score
+    from recent_interest
+    where was_browsed
+
+),
+
+bought_together as (
+
+    select
+        recent_interest.customer_id,
+        pairs.paired_product_id as product_id,
+        'bought_together' as reason,
+        sum(recent_interest.interest * pairs.similarity) as score
+    from recent_interest
+    inner join {{ ref('int_products__pairs') }} as pairs
+        on recent_interest.product_id = pairs.product_id
+    where pairs.neighbour_rank <= {{ var('tessera__recommendations_neighbours') }}
+    group by recent_interest.customer_id, pairs.paired_product_id
+
+),
+
+popularity as (
+
+    select * from {{ ref('int_products__popularity') }}
+
+),
+
+top_available as (
+
+    -- Enough popular products that a customer who bought several of them still gets a full list.
+    select popularity.product_id
+    from popularity
+    inner join catalog on popularity.product_id = catalog.product_id
+    qualify row_number() over (order by popularity.popularity_rank) <= {{ per_customer }} + 20
+
+),
+
+popular as (
+
+    select
+        customers.customer_id,
+        top_available.product_id,
+        'popular' as reason,
+        0.0 as score
+    from customers
+    cross join top_available
+
+),
+
+candidates as (
+
+    select * from viewed
+    union all
+    select * from bought_together
+    union all
+    select * from popular
+
+),
+
+scored as (
+
+    select
+        candidates.customer_id,
+        candidates.product_id,
+        sum(candidates.score)
+        + {{ var('tessera__recommendations_popularity_weight') }} * any_value(coalesce(popularity.popularity, 0))
+            as score,
+        case
+            when bool_or(candidates.reason = 'viewed') then 'viewed'
+            when bool_or(candidates.reason = 'bought_together') then 'bought_together'
+            else 'popular'
+        end as reason
+    from candidates
+    inner join customers on candidates.customer_id = customers.customer_id
+    inner join catalog on candidates.product_id = catalog.product_id
+    left join popularity on candidates.product_id = popularity.product_id
+    left join recently_bought
+        on
+            candidates.customer_id = recently_bought.customer_id
+            and candidates.product_id = recently_bought.product_id
+    where recently_bought.product_id is null
+    group by candidates.customer_id, candidates.product_id
+
+),
+
+ranked as (
+
+    select
+        *,
+        row_number() over (partition by customer_id order by score desc, product_id asc) as recommendation_rank
+    from scored
+
+)
+
+select
+    ranked.customer_id,
+    ranked.recommendation_rank as rank,
+    ranked.product_id,
+    catalog.title,
+    catalog.price,
+    catalog.category,
+    ranked.reason,
+    round(ranked.score, 6) as score
+from ranked
+inner join catalog on ranked.product_id = catalog.product_id
+where ranked.recommendation_rank <= {{ per_customer }}
