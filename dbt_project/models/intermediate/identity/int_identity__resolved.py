@@ -231,10 +231,10 @@ def _dictionary(values: np.ndarray) -> pa.DictionaryArray:
 
 
 def _group_min(out: np.ndarray, groups: np.ndarray, values: np.ndarray) -> None:
-    order = np.lexsort((values, groups))
-    first = np.ones(len(order), dtype=bool)
-    first[1:] = groups[order][1:] != groups[order][:-1]
-    out[groups[order][first]] = values[order][first]
+    import pandas as pd
+
+    minimum = pd.Series(values).groupby(groups, sort=False).min()
+    out[minimum.index.to_numpy()] = minimum.to_numpy(dtype=np.uint64)
 
 
 def model(dbt, session):
@@ -259,12 +259,14 @@ def model(dbt, session):
     ).fetchnumpy()
     hashes = nodes["h"].astype(np.uint64)
     kinds = nodes["kind"].astype(np.int64)
-    sorter = np.argsort(hashes, kind="stable")
-    if len(hashes) > 1 and (np.diff(hashes[sorter]) == 0).any():
+    sorter = np.argsort(hashes)
+    sorted_hashes = hashes[sorter]
+    if len(hashes) > 1 and (np.diff(sorted_hashes) == 0).any():
         raise ValueError("int_identity__resolved: two identifiers share a 64-bit hash; rename one")
 
     def position(h: np.ndarray) -> np.ndarray:
-        return sorter[np.searchsorted(hashes, h, sorter=sorter)]
+        # searchsorted on a sorted copy: with `sorter=` numpy gathers at random on every probe.
+        return sorter[np.searchsorted(sorted_hashes, h)]
 
     links = session.sql(
         "SELECT hash(node_a) AS a, hash(node_b) AS b, priority, is_device_link FROM _identity_edges"
@@ -290,8 +292,8 @@ def model(dbt, session):
     previous_ids = np.full(len(kinds), None, dtype=object)
     if len(previous["h"]):
         old = previous["h"].astype(np.uint64)
-        at = np.searchsorted(hashes, old, sorter=sorter).clip(0, len(hashes) - 1)
-        still = hashes[sorter[at]] == old
+        at = np.searchsorted(sorted_hashes, old).clip(0, len(hashes) - 1)
+        still = sorted_hashes[at] == old
         previous_ids[sorter[at[still]]] = previous["customer_id"][still]
     customer_of_label = stable_ids(labels, hashes, previous_ids)
 
