@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import ingest_events, sandbox_world
+from benchmarks import identity_stitch, ingest_events, sandbox_world
 
-BENCHMARKS = [sandbox_world, ingest_events]
+BENCHMARKS = [sandbox_world, ingest_events, identity_stitch]
 
 if __name__ == "__main__":
     for bench in BENCHMARKS:
