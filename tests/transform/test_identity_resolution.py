@@ -81,21 +81,27 @@ def test_a_device_with_only_a_checkout_keeps_it():
     assert len(set(labels.tolist())) == 1
 
 
+def _previous(ids: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    names = np.array(sorted({i for i in ids if i}), dtype=object)
+    codes = np.array([list(names).index(i) if i else -1 for i in ids], dtype=np.int64)
+    return codes, names
+
+
 def test_new_customers_get_ids_from_their_identifiers_not_from_the_numbering():
     hashes = np.array([50, 10, 40, 30], dtype=np.uint64)
-    none = np.full(4, None, dtype=object)
-    first = stitch.stable_ids(np.array([0, 0, 1, 1]), hashes, none)
-    renumbered = stitch.stable_ids(np.array([1, 1, 0, 0]), hashes, none)
+    none = _previous([None] * 4)
+    first = stitch.stable_ids(np.array([0, 0, 1, 1]), hashes, *none)
+    renumbered = stitch.stable_ids(np.array([1, 1, 0, 0]), hashes, *none)
     assert list(first) == list(renumbered[[1, 0]])
     assert first[0] != first[1]
 
 
 def test_a_merge_keeps_the_majority_id_and_a_split_leaves_it_with_the_larger_part():
     hashes = np.arange(1, 7, dtype=np.uint64)
-    previous = np.array(["cus_a", "cus_a", "cus_a", "cus_b", "cus_b", None], dtype=object)
-    merged = stitch.stable_ids(np.zeros(6, dtype=np.int64), hashes, previous)
+    previous = _previous(["cus_a", "cus_a", "cus_a", "cus_b", "cus_b", None])
+    merged = stitch.stable_ids(np.zeros(6, dtype=np.int64), hashes, *previous)
     assert list(merged) == ["cus_a"]
 
-    previous = np.array(["cus_a"] * 6, dtype=object)
-    split = stitch.stable_ids(np.array([0, 0, 0, 0, 1, 1]), hashes, previous)
+    previous = _previous(["cus_a"] * 6)
+    split = stitch.stable_ids(np.array([0, 0, 0, 0, 1, 1]), hashes, *previous)
     assert split[0] == "cus_a" and split[1] not in ("cus_a", None)

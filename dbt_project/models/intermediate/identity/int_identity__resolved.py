@@ -173,61 +173,60 @@ def resolve(
 # --------------------------------------------------------------------------------------------
 
 
-def _previous_ids(session, this) -> str:
-    """SQL for the previous run's node hash -> customer_id (empty on the first run)."""
+def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The previous run's ids: (node hashes, their id codes, the ids in sorted order).
+
+    Codes index the sorted distinct ids, so the vote below works on integers, never on
+    millions of Python strings. Empty on the first run."""
     exists = session.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
         [this.schema, this.identifier],
     ).fetchall()[0][0]
-    if exists:
-        return f"SELECT hash(node) AS h, customer_id FROM {this}"
-    return "SELECT NULL::UBIGINT AS h, NULL::VARCHAR AS customer_id WHERE false"
+    if not exists:
+        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, object)
+    session.execute(
+        "CREATE OR REPLACE TEMP TABLE _identity_previous_ids AS SELECT customer_id, "
+        f"row_number() OVER (ORDER BY customer_id) - 1 AS code FROM (SELECT DISTINCT customer_id FROM {this})"
+    )
+    names = session.sql("SELECT customer_id FROM _identity_previous_ids ORDER BY code").fetchnumpy()["customer_id"]
+    rows = session.sql(
+        f"SELECT hash(p.node) AS h, i.code FROM {this} p JOIN _identity_previous_ids i USING (customer_id)"
+    ).fetchnumpy()
+    return rows["h"].astype(np.uint64), rows["code"].astype(np.int64), np.asarray(names, dtype=object)
 
 
-def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """A customer id per node (step 4 of the module docstring).
+def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """A customer id per label (step 4 of the module docstring).
 
-    `previous` holds each node's previous customer id (None when new). A person takes the
-    previous id most of its nodes had (ties: the smaller id); an id claimed by several persons
-    stays with the one holding most of its nodes (ties: the person with the smaller hash). Others
-    get an id from the smallest node hash they hold, re-derived when that id is taken."""
+    `previous` holds each node's previous id as an index into `names` (sorted ids), -1 when
+    the node is new. A person takes the previous id most of its nodes had (ties: the smaller
+    id); an id claimed by several persons stays with the one holding most of its nodes (ties:
+    the person with the smaller hash). Others get an id from the smallest node hash they hold,
+    re-derived when that id is taken."""
     import pandas as pd
 
     n_labels = int(labels.max()) + 1 if len(labels) else 0
     anchor = np.full(n_labels, np.iinfo(np.uint64).max, dtype=np.uint64)
     _group_min(anchor, labels, hashes)
     chosen = np.full(n_labels, None, dtype=object)
-    known = pd.notna(previous)
+    known = previous >= 0
     if known.any():
-        # Ids as sorted codes, so "the smaller id" is the smaller code.
-        codes, ids = pd.factorize(previous[known], sort=True)
-        votes = pd.DataFrame({"label": labels[known], "id": codes})
+        votes = pd.DataFrame({"label": labels[known], "id": previous[known]})
         votes = votes.groupby(["label", "id"], sort=False).size().reset_index(name="n")
         votes["anchor"] = anchor[votes["label"].to_numpy()]
         best = votes.sort_values(["label", "n", "id"], ascending=[True, False, True]).drop_duplicates("label")
         kept = best.sort_values(["id", "n", "anchor"], ascending=[True, False, True]).drop_duplicates("id")
-        chosen[kept["label"].to_numpy()] = np.asarray(ids, dtype=object)[kept["id"].to_numpy()]
-    taken = set(chosen[pd.notna(chosen)].tolist())
+        chosen[kept["label"].to_numpy()] = names[kept["id"].to_numpy()]
     fresh = np.flatnonzero(pd.isna(chosen))
     if not len(fresh):
         return chosen
-    derived = np.char.add("cus_", np.char.zfill(np.char.mod("%x", anchor[fresh]), 16)).astype(object)
-    for position, label in enumerate(fresh.tolist()):
-        candidate = derived[position]
+    taken = set(chosen[pd.notna(chosen)].tolist())
+    for label in fresh.tolist():
+        candidate = f"cus_{int(anchor[label]):016x}"
         if candidate in taken:  # the other part of a split already holds it
-            candidate = "cus_" + format(int(anchor[label]) ^ 0x5BD1E995, "016x")
+            candidate = f"cus_{int(anchor[label]) ^ 0x5BD1E995:016x}"
         chosen[label] = candidate
     return chosen
-
-
-def _dictionary(values: np.ndarray) -> pa.DictionaryArray:
-    """Strings with many repeats (or nulls) as a dictionary-encoded column."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(values)
-    return pa.DictionaryArray.from_arrays(
-        pa.array(codes, mask=codes < 0, type=pa.int32()), pa.array(np.asarray(uniques, dtype=object), type=pa.string())
-    )
 
 
 def _group_min(out: np.ndarray, groups: np.ndarray, values: np.ndarray) -> None:
@@ -248,7 +247,7 @@ def model(dbt, session):
 
     dbt.ref("int_identity__nodes").create_view("_identity_nodes")
     dbt.ref("int_identity__edges").create_view("_identity_edges")
-    previous = session.sql(_previous_ids(session, dbt.this)).fetchnumpy()
+    previous_hashes, previous_codes, previous_names = _previous_ids(session, dbt.this)
 
     # Nodes are numbered by position and keyed by a 64-bit hash of their text: joins on the
     # hash are integer joins, and nothing here sorts ten million strings.
@@ -289,13 +288,12 @@ def model(dbt, session):
         hashes,
     )
 
-    previous_ids = np.full(len(kinds), None, dtype=object)
-    if len(previous["h"]):
-        old = previous["h"].astype(np.uint64)
-        at = np.searchsorted(sorted_hashes, old).clip(0, len(hashes) - 1)
-        still = sorted_hashes[at] == old
-        previous_ids[sorter[at[still]]] = previous["customer_id"][still]
-    customer_of_label = stable_ids(labels, hashes, previous_ids)
+    previous_ids = np.full(len(kinds), -1, dtype=np.int64)
+    if len(previous_hashes):
+        at = np.searchsorted(sorted_hashes, previous_hashes).clip(0, len(hashes) - 1)
+        still = sorted_hashes[at] == previous_hashes
+        previous_ids[sorter[at[still]]] = previous_codes[still]
+    customer_of_label = stable_ids(labels, hashes, previous_ids, previous_names)
 
     # Notes as a dictionary-encoded column: a handful of texts over millions of rows.
     note_texts = ["kept apart: a link here would exceed an identifier limit"]
@@ -312,7 +310,9 @@ def model(dbt, session):
             {
                 "h": hashes,
                 "customer_id": pa.DictionaryArray.from_arrays(labels, pa.array(customer_of_label, type=pa.string())),
-                "previous_customer_id": _dictionary(previous_ids),
+                "previous_customer_id": pa.DictionaryArray.from_arrays(
+                    pa.array(previous_ids, mask=previous_ids < 0), pa.array(previous_names, type=pa.string())
+                ),
                 "customer_identifiers": sizes[labels],
                 "note": pa.DictionaryArray.from_arrays(
                     pa.array(note_codes, mask=note_codes < 0), pa.array(note_texts, type=pa.string())
