@@ -5,10 +5,6 @@ abandoned-cart audience recomputed from the truth with the rule in ARCHITECTURE.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,27 +13,17 @@ import yaml
 
 from orchestration.paths import PROJECT_ROOT
 from sandbox.world.vocab import JUNK_EMAILS, JUNK_PHONES
+from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
 SEED, CUSTOMERS, DAYS = 11, 400, 30
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def night(tmp_path_factory) -> Path:
     data = tmp_path_factory.mktemp("funnel")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env["TESSERA_DATA_DIR"] = str(data)
-    cmd = [sys.executable, "-m", "orchestration.demo", "--seed", str(SEED), "--customers", str(CUSTOMERS)]
-    cmd += ["--days", str(DAYS), "--port", str(_free_port())]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_demo(data, SEED, CUSTOMERS, DAYS)
     return data
 
 

@@ -3,29 +3,19 @@ and sizes: precision and recall, traps that must never merge people, stable ids 
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.paths import PROJECT_ROOT
 from sandbox.identity_report import build
+from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
 WORLDS = {"small": (7, 400, 30), "larger": (19, 1200, 45)}
 SUPPORT_AND_JUNK = ("support@northwind-outfitters.com", "test@test.com", "n/a", "0000000000", "1234567890")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -43,12 +33,7 @@ class Night:
 
 
 def _run_demo(data: Path, seed: int, customers: int, days: int, *extra: str) -> Night:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env["TESSERA_DATA_DIR"] = str(data)
-    cmd = [sys.executable, "-m", "orchestration.demo", "--seed", str(seed), "--customers", str(customers)]
-    cmd += ["--days", str(days), "--port", str(_free_port()), *extra]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_demo(data, seed, customers, days, *extra)
     with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT source, id_type, id_value, customer_id FROM marts.customer_identifiers").fetchall()
     return Night(data, {(s, t, v): c for s, t, v, c in rows})

@@ -6,10 +6,6 @@ and an order is credited only to a campaign its buyer really opened or clicked b
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,18 +14,13 @@ import pytest
 import yaml
 
 from orchestration.paths import PROJECT_ROOT
+from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
 SEED, CUSTOMERS, DAYS = 7, 400, 30
 WORLD_TABLES = ("shopify_products", "shopify_orders", "klaviyo_events", "klaviyo_metrics", "mailchimp_activity")
 VARS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -55,12 +46,7 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
     data = tmp_path_factory.mktemp("marts")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env["TESSERA_DATA_DIR"] = str(data)
-    cmd = [sys.executable, "-m", "orchestration.demo", "--seed", str(SEED), "--customers", str(CUSTOMERS)]
-    cmd += ["--days", str(DAYS), "--port", str(_free_port())]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_demo(data, SEED, CUSTOMERS, DAYS)
     return Run(data)
 
 

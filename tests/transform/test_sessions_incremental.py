@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import duckdb
 import pytest
 
 from orchestration.paths import PROJECT_ROOT
+from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -25,19 +25,8 @@ SEED, CUSTOMERS, DAYS = 13, 400, 30
 COMPARED = ("intermediate.int_device_sessions", "intermediate.int_sessions", "marts.fct_checkouts")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_demo(data: Path, *extra: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
-    env["TESSERA_DATA_DIR"] = str(data)
-    cmd = [sys.executable, "-m", "orchestration.demo", "--seed", str(SEED), "--customers", str(CUSTOMERS)]
-    cmd += ["--days", str(DAYS), "--port", str(_free_port()), *extra]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_demo(data, SEED, CUSTOMERS, DAYS, *extra)
 
 
 def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
