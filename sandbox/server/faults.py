@@ -31,7 +31,7 @@ ADDED_FIELD = "sandbox_added_field"
 #: Value a malformed record's timestamp gets: not parseable as a date by any parser.
 BAD_TIMESTAMP = "not-a-timestamp"
 
-_RATES = ("rate_429", "rate_500", "rate_slow", "rate_malformed", "rate_duplicate")
+_RATES = ("rate_429", "rate_500", "rate_slow", "rate_malformed", "rate_duplicate", "rate_reject")
 _TIMESTAMP_NAMES = {"updated", "created", "timestamp", "datetime", "time", "last_changed", "updatedAt"}
 
 
@@ -45,6 +45,7 @@ class FaultConfig:
     slow_seconds: float = 2.0
     rate_malformed: float = 0.0  # per record / JSONL line
     rate_duplicate: float = 0.0  # per record of the previous page / JSONL line
+    rate_reject: float = 0.0  # per record of a destination write batch: the vendor's per-record error
     drift: str | None = None  # None, "added_field" or "retyped_field"
     seed: int = 0
     retry_after_seconds: float = 1.0  # Retry-After sent with injected 429s
@@ -165,6 +166,7 @@ class FaultInjector:
             self._config = FaultConfig.from_dict(json.loads(path.read_text() or "{}"))
         self._request_seq: dict[str, int] = {}
         self._last_page: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {}
+        self._reject_attempts: dict[tuple[str, str, str], int] = {}
 
     @property
     def config(self) -> FaultConfig:
@@ -177,6 +179,7 @@ class FaultInjector:
             self._config = config
             self._request_seq.clear()
             self._last_page.clear()
+            self._reject_attempts.clear()
             if self._path is not None:
                 from sandbox.server.state import write_json_atomic  # state imports this module
 
@@ -214,6 +217,25 @@ class FaultInjector:
         if delay:
             self._on_fault(vendor, "slow", 1)
         return RequestFault(status, delay, cfg.retry_after_seconds if status == 429 else None)
+
+    # -- destination writes -------------------------------------------------------------------
+
+    def reject_record(self, vendor: str, kind: str, key: str) -> bool:
+        """Whether the vendor rejects one record of a write batch (a profile of a bulk import,
+        a member of a batch subscribe), answering it with its per-record error while the rest
+        of the batch succeeds. Attempt a of (vendor, kind, key), counted from the last `set`, is
+        rejected when unit(seed, "reject", vendor, kind, key, a) < rate_reject: a record
+        rejected once is decided afresh when it is sent again, so a retry can succeed."""
+        cfg = self._config
+        if cfg.rate_reject == 0 or not self.applies_to(vendor):
+            return False
+        with self._lock:
+            attempt = self._reject_attempts.get((vendor, kind, key), 0)
+            self._reject_attempts[(vendor, kind, key)] = attempt + 1
+        rejected = unit(cfg.seed, "reject", vendor, kind, key, attempt) < cfg.rate_reject
+        if rejected:
+            self._on_fault(vendor, "reject", 1)
+        return rejected
 
     # -- record level -------------------------------------------------------------------------
 

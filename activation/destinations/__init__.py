@@ -1,0 +1,1 @@
+"""Email platforms Tessera pushes audiences to, each behind `base.Destination`."""
