@@ -280,6 +280,53 @@ class DestinationStore:
                 raise
         return StoredObject(vendor, kind, key, body, created_at, now), created
 
+    def upsert_many(
+        self, vendor: str, kind: str, items: Sequence[tuple[str, dict[str, Any]]], *, keep_existing: bool = False
+    ) -> list[tuple[StoredObject, bool]]:
+        """Store many objects of one kind in one transaction (a bulk job writes thousands; one
+        commit each would cost more than the work). Later items win over earlier ones with the
+        same key. With `keep_existing=True` a key already stored is left alone (insert-only,
+        e.g. de-duplicated events). Returns (stored object, created) per item, in order."""
+        now = self._stamp()
+        out: list[tuple[StoredObject, bool]] = []
+        with self._write_lock:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                keys = list(dict.fromkeys(key for key, _ in items))
+                existing: dict[str, tuple[str, str, str]] = {}
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    for key, payload_json, created_at, updated_at in conn.execute(
+                        "SELECT key, payload_json, created_at, updated_at FROM objects"
+                        f" WHERE vendor=? AND kind=? AND key IN ({marks})",
+                        (vendor, kind, *chunk),
+                    ).fetchall():
+                        existing[key] = (payload_json, created_at, updated_at)
+                rows = []
+                for key, payload in items:
+                    known = existing.get(key)
+                    if known is not None and keep_existing:
+                        out.append((StoredObject(vendor, kind, key, json.loads(known[0]), known[1], known[2]), False))
+                        continue
+                    created_at = known[1] if known is not None else now
+                    body = json.dumps(payload, default=str)
+                    existing[key] = (body, created_at, now)
+                    rows.append((vendor, kind, key, body, created_at, now))
+                    out.append((StoredObject(vendor, kind, key, dict(payload), created_at, now), known is None))
+                conn.executemany(
+                    "INSERT INTO objects (vendor, kind, key, payload_json, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (vendor, kind, key) DO UPDATE SET"
+                    " payload_json=excluded.payload_json, updated_at=excluded.updated_at",
+                    rows,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        return out
+
     def get(self, vendor: str, kind: str, key: str) -> StoredObject | None:
         rows = (
             self._conn()

@@ -2,7 +2,8 @@
 
 Reads: profiles, lists and list members, metrics, events, campaigns. Writes an audience push
 needs: create list, create or update profile, bulk profile import jobs, add/remove list
-members, create event, and bulk subscribe (recorded only). See sandbox/docs/klaviyo.md.
+members, create event, bulk create events, bulk suppress profiles, request profile deletion,
+and bulk subscribe (recorded only). See sandbox/docs/klaviyo.md.
 
 Every endpoint has the rate-limit tier Klaviyo's reference gives it (burst per second and
 steady per minute, per account and endpoint).
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from sandbox.server.state import SandboxState
-from sandbox.server.vendors.klaviyo import events, jobs, lists, profiles
+from sandbox.server.vendors.klaviyo import event_jobs, events, jobs, lists, privacy, profiles
 from sandbox.server.vendors.klaviyo.api import Handler, endpoint, error_response, route, unknown_path
 
 __all__ = ["error_response", "mount"]
@@ -62,6 +63,19 @@ def mount(state: SandboxState) -> Mount:
             POST=ep("xl", "create_event", events.create_event),
         ),
         *route("/api/events/{id}", GET=ep("m", "get_event", events.get_event)),
+        *route("/api/event-bulk-create-jobs", POST=ep("m", "bulk_create_events", event_jobs.create_event_bulk_job)),
+        *route(
+            "/api/profile-suppression-bulk-create-jobs",
+            POST=ep("l", "bulk_suppress_profiles", privacy.create_suppression_job),
+        ),
+        *route(
+            "/api/profile-suppression-bulk-create-jobs/{id}",
+            GET=ep("l", "get_bulk_suppress_profiles_job", privacy.get_suppression_job),
+        ),
+        *route(
+            "/api/data-privacy-deletion-jobs",
+            POST=ep("s", "request_profile_deletion", privacy.create_deletion_job),
+        ),
         *route("/api/campaigns", GET=ep("m", "get_campaigns", events.get_campaigns)),
         *route("/api/campaigns/{id}", GET=ep("m", "get_campaign", events.get_campaign)),
         Route("/{path:path}", unknown_path, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),

@@ -129,7 +129,7 @@ def get_metric(ctx: Ctx) -> Response:
     return jsonapi({"data": _render_metrics(ctx, [row])[0], "links": {"self": ctx.link(f"/api/metrics/{mid}")}})
 
 
-def _metric_for(ctx: Ctx, name: str) -> str:
+def metric_for(ctx: Ctx, name: str) -> str:
     """The id of the metric with this name, created (integration "API") if new. Caller holds
     the write lock."""
     relation, params = _metric_source(ctx)
@@ -154,7 +154,8 @@ def _metric_for(ctx: Ctx, name: str) -> str:
 
 
 def _event_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
-    overlays.use(ctx, overlays.EVENTS)
+    """Visible events; those of a profile deleted through the API went with it."""
+    overlays.use(ctx, overlays.EVENTS, overlays.DELETED)
     sql = f"""
         SELECT id, metric_id, profile_id, date_trunc('second', datetime) AS datetime,
             CAST(epoch(date_trunc('second', datetime)) AS BIGINT) AS timestamp, properties
@@ -162,7 +163,7 @@ def _event_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
             SELECT event_id AS id, metric_id, profile_id, datetime, properties FROM klaviyo_events
             UNION ALL
             SELECT id, metric_id, profile_id, datetime, properties FROM {overlays.EVENTS.name}
-        ) WHERE datetime <= $clock
+        ) WHERE datetime <= $clock AND profile_id NOT IN (SELECT id FROM {overlays.DELETED.name})
     """
     return sql, {"clock": ctx.state.clock}
 
@@ -262,7 +263,7 @@ def get_event(ctx: Ctx) -> Response:
     return jsonapi({"data": _render_events(ctx, [row])[0], "links": {"self": ctx.link(f"/api/events/{eid}")}})
 
 
-def _nested_data(attributes: dict[str, Any], name: str, expected_type: str) -> dict[str, Any]:
+def nested_data(attributes: dict[str, Any], name: str, expected_type: str) -> dict[str, Any]:
     data = (attributes.get(name) or {}).get("data") if isinstance(attributes.get(name), dict) else None
     if not isinstance(data, dict) or data.get("type") != expected_type:
         raise invalid(
@@ -280,11 +281,11 @@ def create_event(ctx: Ctx) -> Response:
     properties = attributes.get("properties")
     if not isinstance(properties, dict):
         raise invalid("`properties` is required and must be an object.", pointer="/data/attributes/properties")
-    metric = _nested_data(attributes, "metric", "metric")
+    metric = nested_data(attributes, "metric", "metric")
     name = (metric.get("attributes") or {}).get("name")
     if not isinstance(name, str) or not name.strip():
         raise invalid("The metric name is required.", pointer="/data/attributes/metric/data/attributes/name")
-    profile = _nested_data(attributes, "profile", "profile")
+    profile = nested_data(attributes, "profile", "profile")
     pointer = "/data/attributes/profile/data/attributes"
     profile_attributes = validate_attributes(profile.get("attributes") or {}, pointer)
     when = ctx.state.clock
@@ -300,7 +301,7 @@ def create_event(ctx: Ctx) -> Response:
 
     profile_id, _ = upsert_profile(ctx, Upsert(profile_attributes, profile.get("id"), pointer))
     with WRITE_LOCK:
-        metric_id = _metric_for(ctx, name)
+        metric_id = metric_for(ctx, name)
         event_id = str(uuid.uuid4())
         key = f"{metric_id}:{profile_id}:{unique_id}" if unique_id else event_id
         if ctx.state.destinations.get(VENDOR, "event", key) is None:

@@ -20,6 +20,7 @@ from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invali
 from sandbox.server.vendors.klaviyo.lists import require_list, set_membership
 from sandbox.server.vendors.klaviyo.profiles import (
     Upsert,
+    check_reject_fault,
     new_ulid,
     resource_body,
     upsert_profiles,
@@ -82,7 +83,7 @@ def _job_resource(ctx: Ctx, job_id: str, job: dict[str, Any], *, queued: bool = 
     }
 
 
-def _validate(i: int, item: Any) -> Upsert:
+def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
     """Profile `i` of a job checked on its own; raises KlaviyoError with the job pointer."""
     pointer = f"/data/attributes/profiles/data/{i}"
     if not isinstance(item, dict) or item.get("type") != "profile":
@@ -90,6 +91,7 @@ def _validate(i: int, item: Any) -> Upsert:
     if len(json.dumps(item)) > MAX_PROFILE_BYTES:
         raise invalid("A profile may not exceed 100 KB.", pointer=pointer)
     attributes = validate_attributes(item.get("attributes") or {}, f"{pointer}/attributes")
+    check_reject_fault(ctx, attributes, f"{pointer}/attributes")
     return Upsert(attributes, item.get("id"), f"{pointer}/attributes")
 
 
@@ -116,7 +118,7 @@ def create_bulk_import_job(ctx: Ctx) -> Response:
     outcomes: list[Upsert | KlaviyoError] = []
     for i, item in enumerate(profiles):
         try:
-            outcomes.append(_validate(i, item))
+            outcomes.append(_validate(ctx, i, item))
         except KlaviyoError as exc:
             outcomes.append(exc)
     valid = [o for o in outcomes if isinstance(o, Upsert)]

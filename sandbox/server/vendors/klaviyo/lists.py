@@ -228,9 +228,8 @@ def set_membership(ctx: Ctx, list_id: str, profile_ids: list[str], member: bool)
     with WRITE_LOCK:
         current = _current_members(ctx, list_id, profile_ids)
         changing = [pid for pid in dict.fromkeys(profile_ids) if (pid in current) != member]
-        for pid in changing:
-            payload = {"list_id": list_id, "profile_id": pid, "member": member}
-            overlays.put(ctx, overlays.MEMBERS, f"{list_id}:{pid}", payload)
+        payloads = [(f"{list_id}:{pid}", {"list_id": list_id, "profile_id": pid, "member": member}) for pid in changing]
+        overlays.put_many(ctx, overlays.MEMBERS, payloads)
     return len(changing)
 
 

@@ -1,10 +1,10 @@
 """What push clients wrote, as tables DuckDB can join with the store's views.
 
 API writes live in the destinations store (SQLite) as objects of a kind: "profile", "list",
-"list_member", "metric", "event". Reads join them with the store through Arrow tables
-registered on the request's cursor. Building a table means reading and parsing every object
-of its kind, so tables are cached per served world and rebuilt only after a write made
-through `put` (every Klaviyo write goes through it; nothing else writes these kinds).
+"list_member", "metric", "event", "suppression", "deleted_profile". Reads join them with the
+store through Arrow tables registered on the request's cursor. A table is built from the
+store once per served world and then kept current by every write made through `put` or
+`put_many` (every Klaviyo write goes through them; nothing else writes these kinds).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from sandbox.server.state import SandboxState, StoredObject, parse_ts
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx
@@ -118,11 +119,34 @@ EVENTS = Overlay(
 )
 
 
+#: Suppressions made through Bulk Suppress Profiles, by lowercased email.
+SUPPRESSIONS = Overlay(
+    "klaviyo_suppression_overlay",
+    "suppression",
+    pa.schema([("email", pa.string()), ("at", _TS)]),
+    lambda obj: {"email": obj.key, "at": parse_ts(obj.payload["at"])},
+)
+#: Profiles deleted through Request Profile Deletion, by profile id.
+DELETED = Overlay(
+    "klaviyo_deleted_profile_overlay",
+    "deleted_profile",
+    pa.schema([("id", pa.string()), ("at", _TS)]),
+    lambda obj: {"id": obj.key, "at": parse_ts(obj.payload["at"])},
+)
+
+
+@dataclass
+class _Table:
+    """One overlay's table and the store key of each of its rows (to replace updated rows)."""
+
+    table: pa.Table
+    keys: pa.Array
+
+
 @dataclass
 class _Cache:
     lock: threading.Lock = field(default_factory=threading.Lock)
-    versions: dict[str, int] = field(default_factory=dict)  # kind -> writes so far
-    tables: dict[str, tuple[int, pa.Table]] = field(default_factory=dict)  # kind -> (version, table)
+    tables: dict[str, _Table] = field(default_factory=dict)  # kind -> table
 
 
 _CACHES: WeakKeyDictionary[SandboxState, _Cache] = WeakKeyDictionary()
@@ -134,25 +158,51 @@ def _cache(state: SandboxState) -> _Cache:
         return _CACHES.setdefault(state, _Cache())
 
 
+def _build(ctx: Ctx, overlay: Overlay) -> _Table:
+    objects = ctx.state.destinations.list_objects(VENDOR, overlay.kind)
+    table = pa.Table.from_pylist([overlay.row(obj) for obj in objects], schema=overlay.schema)
+    return _Table(table, pa.array([obj.key for obj in objects], pa.string()))
+
+
 def use(ctx: Ctx, *overlays: Overlay) -> None:
-    """Register these overlays on the request's cursor, built or taken from the cache."""
+    """Register these overlays on the request's cursor. Each table is read from the store
+    once per served world and then kept current by `put`/`put_many`, so a read after a
+    write costs no rebuild (a 100k-profile push would otherwise re-parse every object per
+    request)."""
     cache = _cache(ctx.state)
     for overlay in overlays:
         with cache.lock:
-            version, hit = cache.versions.get(overlay.kind, 0), cache.tables.get(overlay.kind)
-        if hit is not None and hit[0] == version:
-            table = hit[1]
-        else:
-            rows = [overlay.row(obj) for obj in ctx.state.destinations.list_objects(VENDOR, overlay.kind)]
-            table = pa.Table.from_pylist(rows, schema=overlay.schema)
-            with cache.lock:  # stored under the version read before building: a write meanwhile
-                cache.tables[overlay.kind] = (version, table)  # makes the next reader rebuild
-        ctx.overlay(overlay.name, table)
+            entry = cache.tables.get(overlay.kind)
+            if entry is None:
+                entry = cache.tables[overlay.kind] = _build(ctx, overlay)
+        ctx.overlay(overlay.name, entry.table)
+
+
+def put_many(
+    ctx: Ctx, overlay: Overlay, items: list[tuple[str, dict[str, Any]]], *, keep_existing: bool = False
+) -> list[bool]:
+    """Store objects of the overlay's kind in one transaction and update its cached table;
+    returns per item whether it was new (with `keep_existing`, an existing key is untouched)."""
+    if not items:
+        return []
+    cache = _cache(ctx.state)
+    with cache.lock:  # store and table change together, in the same order for every writer
+        stored = ctx.state.destinations.upsert_many(VENDOR, overlay.kind, items, keep_existing=keep_existing)
+        entry = cache.tables.get(overlay.kind)
+        if entry is not None:
+            written = {obj.key: obj for obj, created in stored if created or not keep_existing}
+            if written:
+                keys = pa.array(list(written), pa.string())
+                keep = pc.invert(pc.is_in(entry.keys, value_set=keys))
+                fresh = pa.Table.from_pylist([overlay.row(obj) for obj in written.values()], schema=overlay.schema)
+                table = pa.concat_tables([entry.table.filter(keep), fresh])
+                all_keys = pa.concat_arrays([entry.keys.filter(keep), keys])
+                if table.column(0).num_chunks > 64:  # keep scans over few chunks
+                    table = table.combine_chunks()
+                cache.tables[overlay.kind] = _Table(table, all_keys)
+    return [created for _, created in stored]
 
 
 def put(ctx: Ctx, overlay: Overlay, key: str, payload: dict[str, Any]) -> None:
-    """Store one object of the overlay's kind and invalidate its cached table."""
-    ctx.state.destinations.upsert(VENDOR, overlay.kind, key, payload)
-    cache = _cache(ctx.state)
-    with cache.lock:
-        cache.versions[overlay.kind] = cache.versions.get(overlay.kind, 0) + 1
+    """Store one object of the overlay's kind and update its cached table."""
+    put_many(ctx, overlay, [(key, payload)])

@@ -61,8 +61,10 @@ def _gated(column: str) -> str:
 
 def profile_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
     """Visible profiles: store rows created by the clock (API-written attributes win), plus
-    profiles created through the API. `updated` is the latest change at or before the clock."""
-    overlays.use(ctx, overlays.PROFILES)
+    profiles created through the API. `updated` is the latest change at or before the clock.
+    Profiles deleted through Request Profile Deletion are gone; a suppression made through
+    Bulk Suppress Profiles shows as `user_suppressed_at` (matched by email)."""
+    overlays.use(ctx, overlays.PROFILES, overlays.SUPPRESSIONS, overlays.DELETED)
     changes = ", ".join(
         [
             "s.created_at",
@@ -71,6 +73,9 @@ def profile_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
         ]
     )
     sql = f"""
+        SELECT p.* REPLACE (greatest(p.updated, date_trunc('second', u.at)) AS updated),
+            u.at AS user_suppressed_at
+        FROM (
         SELECT s.profile_id AS id,
             CASE WHEN o.id IS NULL THEN s.email ELSE o.email END AS email,
             CASE WHEN o.id IS NULL THEN s.phone_number ELSE o.phone_number END AS phone_number,
@@ -90,6 +95,9 @@ def profile_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
             date_trunc('second', o.created) AS created, date_trunc('second', o.updated) AS updated
         FROM {overlays.PROFILES.name} AS o
         WHERE o.id NOT IN (SELECT profile_id FROM klaviyo_profiles)
+        ) AS p
+        LEFT JOIN {overlays.SUPPRESSIONS.name} AS u ON u.email = lower(p.email)
+        WHERE p.id NOT IN (SELECT id FROM {overlays.DELETED.name})
     """
     return sql, {"clock": ctx.state.clock}
 
@@ -125,12 +133,13 @@ def _email_marketing(row: Row) -> dict[str, Any]:
         consent, when = "SUBSCRIBED", row["subscribed_at"]
     else:
         consent, when = "NEVER_SUBSCRIBED", None
-    suppression = [
-        {"reason": reason, "timestamp": iso(row[column])}
-        for reason, column in (("HARD_BOUNCE", "bounced_at"), ("SPAM_COMPLAINT", "spam_complaint_at"))
-        if row.get(column)
-    ]
-    stamps = [t for t in (when, row.get("bounced_at"), row.get("spam_complaint_at")) if t]
+    reasons = (
+        ("HARD_BOUNCE", "bounced_at"),
+        ("SPAM_COMPLAINT", "spam_complaint_at"),
+        ("USER_SUPPRESSED", "user_suppressed_at"),
+    )
+    suppression = [{"reason": reason, "timestamp": iso(row[column])} for reason, column in reasons if row.get(column)]
+    stamps = [t for t in (when, *(row.get(column) for _, column in reasons)) if t]
     return {
         "can_receive_email_marketing": consent == "SUBSCRIBED" and not suppression,
         "consent": consent,
@@ -281,6 +290,14 @@ def validate_attributes(attributes: Any, pointer: str) -> dict[str, Any]:
     return attributes
 
 
+def check_reject_fault(ctx: Ctx, attributes: dict[str, Any], pointer: str) -> None:
+    """The sandbox's per-record rejection fault (`rate_reject`): the profile is refused as an
+    invalid one is, with a 400 naming its email (decided afresh on every attempt)."""
+    email = attributes.get("email")
+    if isinstance(email, str) and ctx.state.faults.reject_record(VENDOR, "profile", email.lower()):
+        raise invalid("The profile was rejected (sandbox fault rate_reject).", pointer=f"{pointer}/email")
+
+
 def _merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Given attributes replace the stored ones; `location` and `properties` merge by key."""
     merged = {**current}
@@ -359,8 +376,7 @@ def upsert_profiles(ctx: Ctx, items: list[Upsert]) -> list[tuple[str, bool] | Kl
                 if merged.get(name):
                     index.setdefault(_identity(name, merged[name]), pid)
             results.append((pid, created))
-        for pid, attributes in changed.items():
-            overlays.put(ctx, overlays.PROFILES, pid, {"attributes": attributes})
+        overlays.put_many(ctx, overlays.PROFILES, [(pid, {"attributes": a}) for pid, a in changed.items()])
     return results
 
 
@@ -400,6 +416,7 @@ def profile_import(ctx: Ctx) -> Response:
     body = ctx.body()
     data = resource_body(body, "profile")
     attributes = validate_attributes(data.get("attributes") or {}, "/data/attributes")
+    check_reject_fault(ctx, attributes, "/data/attributes")
     pid, created = upsert_profile(ctx, Upsert(attributes, data.get("id")))
     ctx.state.destinations.record(VENDOR, "profile_import", pid, body)
     row = fetch_one(ctx, PROFILES, pid)

@@ -1,0 +1,133 @@
+"""Bulk Create Events (`POST /api/event-bulk-create-jobs`): up to 1,000 events per request.
+
+Each entry names one profile (created or updated as Create Event does) and its events. The
+whole request is checked before anything is written: a malformed entry is a 400 pointing into
+it, as Klaviyo validates the payload when it accepts the job. Accepted jobs answer 202 with no
+body and are applied while the POST is answered (Klaviyo processes them shortly after).
+Events de-duplicate on (metric, profile, `unique_id`) like Create Event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from sandbox.server.auth import read_body
+from sandbox.server.state import format_ts
+from sandbox.server.vendors.klaviyo import overlays
+from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, jsonapi, parse_datetime
+from sandbox.server.vendors.klaviyo.events import metric_for, nested_data
+from sandbox.server.vendors.klaviyo.profiles import (
+    WRITE_LOCK,
+    Upsert,
+    resource_body,
+    upsert_profiles,
+    validate_attributes,
+)
+
+#: Bulk Create Events: at most 1,000 events and 5 MB per request.
+MAX_EVENTS = 1000
+MAX_BYTES = 5 * 1024 * 1024
+
+
+@dataclass
+class _Event:
+    metric: str
+    properties: dict[str, Any]
+    when: datetime
+    value: float | int | None
+    unique_id: str | None
+
+
+def _event(ctx: Ctx, item: Any, pointer: str) -> _Event:
+    if not isinstance(item, dict) or item.get("type") != "event":
+        raise invalid("Each event must be a resource object of type 'event'.", pointer=f"{pointer}/type")
+    attributes = item.get("attributes") or {}
+    properties = attributes.get("properties")
+    if not isinstance(properties, dict):
+        raise invalid("`properties` is required and must be an object.", pointer=f"{pointer}/attributes/properties")
+    metric = nested_data(attributes, "metric", "metric")
+    name = (metric.get("attributes") or {}).get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise invalid("The metric name is required.", pointer=f"{pointer}/attributes/metric/data/attributes/name")
+    when = ctx.state.clock
+    if attributes.get("time") is not None:
+        try:
+            when = parse_datetime(str(attributes["time"]))
+        except ValueError:
+            raise invalid("`time` must be an ISO 8601 datetime.", pointer=f"{pointer}/attributes/time") from None
+    value = attributes.get("value")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise invalid("`value` must be a number.", pointer=f"{pointer}/attributes/value")
+    unique_id = attributes.get("unique_id")
+    if unique_id is not None and not isinstance(unique_id, str):
+        raise invalid("`unique_id` must be a string.", pointer=f"{pointer}/attributes/unique_id")
+    return _Event(name, properties, when, value, unique_id)
+
+
+def _entries(ctx: Ctx, body: dict[str, Any]) -> list[tuple[Upsert, list[_Event]]]:
+    data = resource_body(body, "event-bulk-create-job")
+    base = "/data/attributes/events-bulk-create/data"
+    entries = ((data.get("attributes") or {}).get("events-bulk-create") or {}).get("data")
+    if not isinstance(entries, list) or not entries:
+        raise invalid("`events-bulk-create.data` must be a non-empty array.", pointer=base)
+    out: list[tuple[Upsert, list[_Event]]] = []
+    total = 0
+    for i, entry in enumerate(entries):
+        pointer = f"{base}/{i}"
+        if not isinstance(entry, dict) or entry.get("type") != "event-bulk-create":
+            raise invalid(
+                "Each entry must be a resource object of type 'event-bulk-create'.", pointer=f"{pointer}/type"
+            )
+        attributes = entry.get("attributes") or {}
+        profile = nested_data(attributes, "profile", "profile")
+        profile_pointer = f"{pointer}/attributes/profile/data/attributes"
+        profile_attributes = validate_attributes(profile.get("attributes") or {}, profile_pointer)
+        events = (attributes.get("events") or {}).get("data") if isinstance(attributes.get("events"), dict) else None
+        if not isinstance(events, list) or not events:
+            raise invalid("`events.data` must be a non-empty array.", pointer=f"{pointer}/attributes/events/data")
+        total += len(events)
+        if total > MAX_EVENTS:
+            raise invalid(f"A request may contain at most {MAX_EVENTS} events.", pointer=base)
+        parsed = [_event(ctx, e, f"{pointer}/attributes/events/data/{j}") for j, e in enumerate(events)]
+        out.append((Upsert(profile_attributes, profile.get("id"), profile_pointer), parsed))
+    return out
+
+
+def create_event_bulk_job(ctx: Ctx) -> Response:
+    """POST /api/event-bulk-create-jobs: 202, no body."""
+    if len(read_body(ctx.request)) > MAX_BYTES:
+        raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
+    body = ctx.body()
+    entries = _entries(ctx, body)
+    results = upsert_profiles(ctx, [upsert for upsert, _ in entries])
+    for result in results:
+        if isinstance(result, KlaviyoError):
+            raise result
+    items: list[tuple[str, dict[str, Any]]] = []
+    with WRITE_LOCK:
+        metric_ids: dict[str, str] = {}
+        for (_, events), result in zip(entries, results, strict=True):
+            profile_id = result[0]  # type: ignore[index]
+            for event in events:
+                if event.metric not in metric_ids:
+                    metric_ids[event.metric] = metric_for(ctx, event.metric)
+                metric_id = metric_ids[event.metric]
+                event_id = str(uuid.uuid4())
+                key = f"{metric_id}:{profile_id}:{event.unique_id}" if event.unique_id else event_id
+                stored = {**event.properties, **({"$value": event.value} if event.value is not None else {})}
+                payload = {
+                    "event_id": event_id,
+                    "metric_id": metric_id,
+                    "profile_id": profile_id,
+                    "datetime": format_ts(event.when),
+                    "properties": stored,
+                }
+                items.append((key, payload))
+        overlays.put_many(ctx, overlays.EVENTS, items, keep_existing=True)
+    ctx.state.destinations.record(VENDOR, "event_bulk_create_job", None, body)
+    return jsonapi(None, 202)
