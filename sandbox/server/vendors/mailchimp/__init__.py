@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox.server.state import SandboxState
-from sandbox.server.vendors.mailchimp import lists, reports, writes
+from sandbox.server.vendors.mailchimp import lists, merge_fields, reports, writes
 from sandbox.server.vendors.mailchimp.common import (
     VENDOR,
     ApiError,
@@ -72,6 +72,9 @@ def mount(state: SandboxState) -> Starlette:
         route("/lists", lists.lists_index),
         route("/lists/{list_id}", lists.list_get),
         route("/lists/{list_id}", writes.list_batch, "POST"),
+        route("/lists/{list_id}/merge-fields", merge_fields.merge_fields_index),
+        route("/lists/{list_id}/merge-fields", merge_fields.merge_field_post, "POST"),
+        route("/lists/{list_id}/merge-fields/{merge_id}", merge_fields.merge_field_get),
         route("/lists/{list_id}/members", lists.members_index),
         route("/lists/{list_id}/members", writes.members_post, "POST"),
         route(member, lists.member_get),

@@ -23,9 +23,12 @@ from sandbox.server.vendors.mailchimp.model import Member, tag_id
 
 #: Documented per-call maximum of the batch endpoints (members, members_to_add/remove).
 BATCH_MAX = 500
+#: What a member rejected by the fault injector is told (the sandbox's wording: Mailchimp does
+#: not publish the texts of its per-record batch errors).
+REJECTED_ERROR = "The contact could not be processed at this time. Please try again later."
 
 
-def _body(request: Request) -> dict[str, Any]:
+def read_body(request: Request) -> dict[str, Any]:
     try:
         body = auth.read_json(request)
     except ValueError:
@@ -35,8 +38,14 @@ def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _record(ctx: Ctx, kind: str, key: str, payload: dict[str, Any]) -> None:
+def record(ctx: Ctx, kind: str, key: str, payload: dict[str, Any]) -> None:
     ctx.state.destinations.record(VENDOR, kind, key, payload)
+
+
+def _rejected(ctx: Ctx, email: str) -> bool:
+    """The sandbox's per-record rejection fault (`rate_reject`) for one member of a batch write;
+    the member is reported in the batch's `errors` and left unchanged."""
+    return ctx.state.faults.reject_record(VENDOR, "member", email.strip().lower())
 
 
 def _path_hash(request: Request) -> str:
@@ -52,7 +61,7 @@ def _path_hash(request: Request) -> str:
 def member_put(ctx: Ctx, request: Request) -> Response:
     """Add or update: `status_if_new` applies only to a new member, `status` to an existing one."""
     aud = audience(ctx, request.path_params["list_id"])
-    body = _body(request)
+    body = read_body(request)
     email = body.get("email_address")
     if isinstance(email, str) and email.strip() and subscriber_hash(email.strip()) != _path_hash(request):
         raise ApiError(
@@ -63,13 +72,13 @@ def member_put(ctx: Ctx, request: Request) -> Response:
         )
     with WRITE_LOCK:
         member, _ = aud.write_member(email, body, create=True, update=True, status_key="status_if_new")
-    _record(ctx, "member_put", f"{aud.list_id}:{member.id}", body)
+    record(ctx, "member_put", f"{aud.list_id}:{member.id}", body)
     return respond(request, member_json(ctx, member))
 
 
 def member_patch(ctx: Ctx, request: Request) -> Response:
     aud, member = find_member(ctx, request)
-    body = _body(request)
+    body = read_body(request)
     email = body.get("email_address") or member.email_address
     if subscriber_hash(str(email)) != member.id:
         # Changing a member's address moves it to another subscriber hash; not modelled.
@@ -81,16 +90,16 @@ def member_patch(ctx: Ctx, request: Request) -> Response:
         )
     with WRITE_LOCK:
         updated, _ = aud.write_member(member.email_address, body, create=False, update=True)
-    _record(ctx, "member_patch", f"{aud.list_id}:{member.id}", body)
+    record(ctx, "member_patch", f"{aud.list_id}:{member.id}", body)
     return respond(request, member_json(ctx, updated))
 
 
 def members_post(ctx: Ctx, request: Request) -> Response:
     aud = audience(ctx, request.path_params["list_id"])
-    body = _body(request)
+    body = read_body(request)
     with WRITE_LOCK:
         member, _ = aud.write_member(body.get("email_address"), body, create=True, update=False)
-    _record(ctx, "member_post", f"{aud.list_id}:{member.id}", body)
+    record(ctx, "member_post", f"{aud.list_id}:{member.id}", body)
     return respond(request, member_json(ctx, member))
 
 
@@ -99,7 +108,7 @@ def member_delete(ctx: Ctx, request: Request) -> Response:
     aud, member = find_member(ctx, request)
     with WRITE_LOCK:
         aud.archive(member.id)
-    _record(ctx, "member_archive", f"{aud.list_id}:{member.id}", {"email_address": member.email_address})
+    record(ctx, "member_archive", f"{aud.list_id}:{member.id}", {"email_address": member.email_address})
     return Response(status_code=204)
 
 
@@ -108,7 +117,7 @@ def member_delete_permanent(ctx: Ctx, request: Request) -> Response:
     aud, member = find_member(ctx, request)
     with WRITE_LOCK:
         aud.delete_permanently(member.id)
-    _record(ctx, "member_delete_permanent", f"{aud.list_id}:{member.id}", {"email_address": member.email_address})
+    record(ctx, "member_delete_permanent", f"{aud.list_id}:{member.id}", {"email_address": member.email_address})
     return Response(status_code=204)
 
 
@@ -116,7 +125,7 @@ def member_tags_post(ctx: Ctx, request: Request) -> Response:
     """`{"tags": [{"name": ..., "status": "active" | "inactive"}]}` -> 204 No Content. Like
     Mailchimp, a body without `tags` is accepted and changes nothing."""
     aud, member = find_member(ctx, request)
-    body = _body(request)
+    body = read_body(request)
     tags = body.get("tags") or []
     changes: list[tuple[str, bool]] = []
     for i, tag in enumerate(tags if isinstance(tags, list) else [None]):
@@ -138,7 +147,7 @@ def member_tags_post(ctx: Ctx, request: Request) -> Response:
     if changes:
         with WRITE_LOCK:
             aud.set_tags(member, changes)
-    _record(ctx, "member_tags", f"{aud.list_id}:{member.id}", body)
+    record(ctx, "member_tags", f"{aud.list_id}:{member.id}", body)
     return Response(status_code=204)
 
 
@@ -146,7 +155,7 @@ def list_batch(ctx: Ctx, request: Request) -> Response:
     """Batch subscribe or unsubscribe: up to 500 members; refusals are reported per member in
     `errors` (error_code ERROR_CONTACT_EXISTS or ERROR_GENERIC) with HTTP 200."""
     aud = audience(ctx, request.path_params["list_id"])
-    body = _body(request)
+    body = read_body(request)
     entries = body.get("members")
     if not isinstance(entries, list) or len(entries) > BATCH_MAX:
         raise ApiError(
@@ -163,6 +172,17 @@ def list_batch(ctx: Ctx, request: Request) -> Response:
         for entry in entries:
             entry = entry if isinstance(entry, dict) else {}
             email = entry.get("email_address")
+            if isinstance(email, str) and _rejected(ctx, email):
+                errors.append(
+                    {
+                        "email_address": email,
+                        "error": REJECTED_ERROR,
+                        "error_code": "ERROR_GENERIC",
+                        "field": "",
+                        "field_message": "",
+                    }
+                )
+                continue
             try:
                 member, created = aud.write_member(email, entry, create=True, update=update_existing)
             except ApiError as exc:
@@ -178,7 +198,7 @@ def list_batch(ctx: Ctx, request: Request) -> Response:
                 )
                 continue
             (new if created else updated).append(member)
-    _record(ctx, "list_batch", aud.list_id, body)
+    record(ctx, "list_batch", aud.list_id, body)
     return respond(
         request,
         {
@@ -214,7 +234,7 @@ def segments_post(ctx: Ctx, request: Request) -> Response:
     """Create a static segment (a tag); `static_segment` addresses that are not on the list are
     ignored, as documented."""
     aud = audience(ctx, request.path_params["list_id"])
-    body = _body(request)
+    body = read_body(request)
     name = body.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ApiError(
@@ -240,7 +260,7 @@ def segments_post(ctx: Ctx, request: Request) -> Response:
             member = by_hash.get(subscriber_hash(email.strip()))
             if member is not None:
                 aud.set_tags(member, [(name, True)])
-    _record(ctx, "segment_create", f"{aud.list_id}:{tag_id(aud.list_id, name)}", body)
+    record(ctx, "segment_create", f"{aud.list_id}:{tag_id(aud.list_id, name)}", body)
     created = aud.tag_names()[name]
     return respond(request, segment_json(ctx, aud, name, created, Audience(ctx.state, aud.list_id).members()))
 
@@ -251,24 +271,29 @@ def segment_batch(ctx: Ctx, request: Request) -> Response:
     aud = audience(ctx, request.path_params["list_id"])
     segment_id = request.path_params["segment_id"]
     name, _ = find_segment(aud, segment_id)
-    body = _body(request)
+    body = read_body(request)
     to_add, to_remove = _emails(body, "members_to_add"), _emails(body, "members_to_remove")
     added: list[str] = []
     removed: list[str] = []
     missing: list[str] = []
+    rejected: list[str] = []
     with WRITE_LOCK:
         by_hash = {m.id: m for m in aud.members()}
         for emails, active, done in ((to_add, True, added), (to_remove, False, removed)):
             for email in emails:
                 member = by_hash.get(subscriber_hash(email.strip()))
-                if member is None:
+                if _rejected(ctx, email):
+                    rejected.append(email)
+                elif member is None:
                     missing.append(email)
                 elif (name in member.tags) != active:
                     aud.set_tags(member, [(name, active)])
                     done.append(member.id)
-    _record(ctx, "segment_members", f"{aud.list_id}:{segment_id}", body)
+    record(ctx, "segment_members", f"{aud.list_id}:{segment_id}", body)
     fresh = {m.id: m for m in Audience(ctx.state, aud.list_id).members()}
     errors = [{"email_addresses": missing, "error": "Email addresses are not members of this list."}] if missing else []
+    if rejected:
+        errors.append({"email_addresses": rejected, "error": REJECTED_ERROR})
     return respond(
         request,
         {
@@ -277,7 +302,7 @@ def segment_batch(ctx: Ctx, request: Request) -> Response:
             "errors": errors,
             "total_added": len(added),
             "total_removed": len(removed),
-            "error_count": len(missing),
+            "error_count": len(missing) + len(rejected),
             "_links": [ctx.link("self", f"/lists/{aud.list_id}/segments/{segment_id}")],
         },
     )
