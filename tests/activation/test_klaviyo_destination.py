@@ -96,7 +96,8 @@ def _list_id(sb: Sandbox, name: str) -> str:
 
 
 def _list_member_ids(sb: Sandbox, name: str) -> set[str]:
-    return {p["id"] for p in _walk(sb, f"/api/lists/{_list_id(sb, name)}/relationships/profiles", **{"page[size]": 100})}
+    path = f"/api/lists/{_list_id(sb, name)}/relationships/profiles"
+    return {p["id"] for p in _walk(sb, path, **{"page[size]": 100})}
 
 
 def _event_count(sb: Sandbox) -> int:
