@@ -1,0 +1,3 @@
+from activation.cli import main
+
+raise SystemExit(main())
