@@ -18,7 +18,9 @@ Calls, all documented in Mailchimp's Marketing API v3 reference:
 - suppress: `PATCH` status `unsubscribed`, only for members now `subscribed` or `pending`;
 - erase: `POST /lists/{id}/members/{hash}/actions/delete-permanent`.
 A member already holding the tag and the values is left alone, so a repeated upsert sends no
-write at all.
+write at all. A write that still fails after the retries (429, 5xx, dropped connections) comes
+back `rejected` for its members, so the rest of the call goes on; a failed read, a refused merge
+field or tag, and a rejected key (`CredentialRejected`) raise.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from activation.destinations.mailchimp.http import (
 )
 from activation.destinations.mailchimp.members import MemberDirectory, MemberState, subscriber_hash
 from activation.destinations.mailchimp.merge_fields import MergeField, MergeFields, field_value, same_value
+from ingestion.common.errors import RequestFailed
 from ingestion.common.http import RetryPolicy
 from ingestion.common.pacing import Sleep
 
@@ -175,16 +178,25 @@ class MailchimpDestination:
 
     def _patch_merge_fields(self, change: tuple[Member, dict[str, Any]]) -> Outcome | None:
         member, values = change
-        # Only merge_fields: without `status` a PATCH leaves the subscription as it is.
-        response = self._api.call("PATCH", self._member_path(member.email), json={"merge_fields": values})
+        try:
+            # Only merge_fields: without `status` a PATCH leaves the subscription as it is.
+            response = self._api.call("PATCH", self._member_path(member.email), json={"merge_fields": values})
+        except RequestFailed as exc:
+            return Outcome(member.email, "rejected", str(exc))
         return _single_outcome(member.email, response, on_404=Outcome(member.email, "skipped", NOT_A_MEMBER))
 
     def _unsubscribe(self, email: str) -> Outcome:
-        response = self._api.call("PATCH", self._member_path(email), json={"status": "unsubscribed"})
+        try:
+            response = self._api.call("PATCH", self._member_path(email), json={"status": "unsubscribed"})
+        except RequestFailed as exc:
+            return Outcome(email, "rejected", str(exc))
         return _single_outcome(email, response, on_404=None) or Outcome(email, "ok")
 
     def _delete_permanently(self, email: str) -> Outcome:
-        response = self._api.call("POST", f"{self._member_path(email)}/actions/delete-permanent")
+        try:
+            response = self._api.call("POST", f"{self._member_path(email)}/actions/delete-permanent")
+        except RequestFailed as exc:
+            return Outcome(email, "rejected", str(exc))
         return _single_outcome(email, response, on_404=None) or Outcome(email, "ok")
 
     def _segment_batch(self, tag: str, action: str, members: Sequence[Member]) -> dict[str, Outcome]:
@@ -197,7 +209,10 @@ class MailchimpDestination:
         path = f"/lists/{self.list_id}/segments/{segment_id}"
 
         def send(chunk: Sequence[Member]) -> dict[str, Outcome]:
-            response = self._api.call("POST", path, json={action: [m.email for m in chunk]})
+            try:
+                response = self._api.call("POST", path, json={action: [m.email for m in chunk]})
+            except RequestFailed as exc:
+                return {_email_key(m.email): Outcome(m.email, "rejected", str(exc)) for m in chunk}
             if response.status_code >= 400:
                 why = problem_text(response)
                 return {_email_key(m.email): Outcome(m.email, "rejected", why) for m in chunk}
