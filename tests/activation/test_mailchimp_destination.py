@@ -229,6 +229,21 @@ def test_a_member_who_unsubscribed_since_keeps_their_status(private_sandbox) -> 
     assert got["status"] == "unsubscribed" and got["merge_fields"]["CART_VALUE"] == 20.5
 
 
+def test_a_value_mailchimp_refuses_rejects_that_member_only(private_sandbox) -> None:
+    """CART_VALUE is a number field once created; text for it is refused by Mailchimp, the
+    member comes back rejected in Mailchimp's words and is not tagged; the others go through."""
+    sandbox = private_sandbox
+    emails = emails_with_status(sandbox, "subscribed", 3)
+    with destination(sandbox) as dest:
+        assert {o.status for o in dest.upsert(AUDIENCE, members_for(emails[:1]))} == {"ok"}
+        batch = [Member("c1", emails[1], {**cart(1), "cart_value": "lots"}), *members_for(emails[2:])]
+        bad, good = dest.upsert(AUDIENCE, batch)
+    assert bad.status == "rejected" and good.status == "ok"
+    assert bad.error == "Invalid Resource: Your merge fields were invalid. (CART_VALUE: Please enter a number)"
+    assert not tagged(sandbox, emails[1]) and tagged(sandbox, emails[2])
+    assert member(sandbox, emails[1])["status"] == "subscribed"
+
+
 # --------------------------------------------------------------------------------------------
 # remove, suppress, erase
 # --------------------------------------------------------------------------------------------

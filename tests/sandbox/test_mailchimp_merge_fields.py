@@ -65,6 +65,16 @@ def test_merge_fields_defaults_create_and_refusals(private_sandbox) -> None:
     path = f"/members/{hashlib.md5(email.lower().encode()).hexdigest()}"
     assert call(sandbox, "PATCH", path, json={"merge_fields": {"CART_VAL": 12.5}}).json()["status"] == "subscribed"
     assert call(sandbox, "GET", path).json()["merge_fields"]["CART_VAL"] == 12.5
+    # A number field refuses text, in Mailchimp's words, and the member keeps its value.
+    refused = call(sandbox, "PATCH", path, json={"merge_fields": {"CART_VAL": "lots", "FNAME": "X"}})
+    assert refused.status_code == 400
+    assert (refused.json()["detail"], refused.json()["errors"]) == (
+        "Your merge fields were invalid.",
+        [{"field": "CART_VAL", "message": "Please enter a number"}],
+    )
+    served = call(sandbox, "GET", path).json()["merge_fields"]
+    assert served["CART_VAL"] == 12.5 and served["FNAME"] != "X"
+    assert call(sandbox, "PATCH", path, json={"merge_fields": {"CART_VAL": ""}}).status_code == 200
 
 
 def test_rejection_fault_reports_members_of_batches_and_spares_the_rest(private_sandbox) -> None:

@@ -30,6 +30,7 @@ from sandbox.server.vendors.mailchimp.common import (
     to_second,
     valid_email,
 )
+from sandbox.server.vendors.mailchimp.merge_schema import check_merge_values
 from sandbox.server.vendors.mailchimp.model import Member, Overlay, event, tag_id
 
 STATUSES = ("subscribed", "unsubscribed", "cleaned", "pending", "transactional")
@@ -289,6 +290,8 @@ class Audience:
             raise ApiError(
                 400, "Invalid Resource", f"{email} looks fake or invalid, please enter a real email address."
             )
+        if isinstance(body.get("merge_fields"), dict):
+            check_merge_values(self.state, self.list_id, body["merge_fields"])
         stamps = {}
         for key in ("timestamp_signup", "timestamp_opt"):
             if body.get(key):

@@ -17,26 +17,13 @@ from starlette.responses import Response
 from sandbox.server.vendors.mailchimp.audience import WRITE_LOCK
 from sandbox.server.vendors.mailchimp.common import NOT_VALID, VENDOR, ApiError, Ctx, page_of, paging, respond
 from sandbox.server.vendors.mailchimp.lists import audience
+from sandbox.server.vendors.mailchimp.merge_schema import TYPES, list_merge_fields
 from sandbox.server.vendors.mailchimp.writes import read_body, record
 
-#: Mailchimp's merge field types.
-TYPES = ("text", "number", "address", "phone", "date", "url", "imageurl", "radio", "dropdown", "birthday", "zip")
 #: A merge tag: letters, digits and underscores, at most 10 characters (stored upper case).
 _TAG = re.compile(r"^[A-Za-z0-9_]{1,10}$")
 #: EMAIL is the address itself (merge id 0); it can never be created as a field.
 _RESERVED_TAGS = {"EMAIL"}
-
-_DEFAULTS: tuple[dict[str, Any], ...] = (
-    {"merge_id": 1, "tag": "FNAME", "name": "First Name", "type": "text", "options": {"size": 25}},
-    {"merge_id": 2, "tag": "LNAME", "name": "Last Name", "type": "text", "options": {"size": 25}},
-    {"merge_id": 3, "tag": "ADDRESS", "name": "Address", "type": "address", "options": {"default_country": 164}},
-    {"merge_id": 4, "tag": "PHONE", "name": "Phone Number", "type": "phone", "options": {"phone_format": "none"}},
-)
-
-
-def _fields(ctx: Ctx, list_id: str) -> list[dict[str, Any]]:
-    created = [o.payload for o in ctx.state.destinations.list_objects(VENDOR, "merge_field", key_prefix=f"{list_id}:")]
-    return [*_DEFAULTS, *sorted(created, key=lambda f: f["merge_id"])]
 
 
 def _json(ctx: Ctx, list_id: str, field: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +49,7 @@ def merge_fields_index(ctx: Ctx, request: Request) -> Response:
     audience(ctx, list_id)
     count, offset = paging(request)
     kind = request.query_params.get("type")
-    fields = [f for f in _fields(ctx, list_id) if not kind or f["type"] == kind]
+    fields = [f for f in list_merge_fields(ctx.state, list_id) if not kind or f["type"] == kind]
     page = [_json(ctx, list_id, f) for f in fields[offset : offset + count]]
     return respond(
         request,
@@ -79,7 +66,7 @@ def merge_field_get(ctx: Ctx, request: Request) -> Response:
     list_id = request.path_params["list_id"]
     audience(ctx, list_id)
     wanted = request.path_params["merge_id"]
-    for field in _fields(ctx, list_id):
+    for field in list_merge_fields(ctx.state, list_id):
         if str(field["merge_id"]) == wanted:
             return respond(request, _json(ctx, list_id, field))
     raise ApiError(404)
@@ -104,7 +91,7 @@ def merge_field_post(ctx: Ctx, request: Request) -> Response:
     if tag is not None and (not isinstance(tag, str) or not _TAG.match(tag)):
         raise _invalid("tag", "Merge tags may hold letters, digits and underscores, at most 10 characters.")
     with WRITE_LOCK:
-        fields = _fields(ctx, list_id)
+        fields = list_merge_fields(ctx.state, list_id)
         merge_id = max(f["merge_id"] for f in fields) + 1
         tag = (tag or f"MMERGE{merge_id}").upper()
         if tag in _RESERVED_TAGS or tag in {f["tag"] for f in fields}:
