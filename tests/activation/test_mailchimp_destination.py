@@ -161,12 +161,14 @@ def test_upsert_tags_only_subscribed_members_and_repeats_change_nothing(private_
     strangers = ["nobody.here@gmail.com", "Another.Stranger@yahoo.com"]
     before = {e: member(sandbox, e) for e in unsubscribed + cleaned}
     # Mixed case and spaces as the warehouse may hold them: Mailchimp matches lower case.
-    batch = members_for([subscribed[0].upper(), *subscribed[1:], *unsubscribed, *cleaned, *strangers])
+    batch = members_for(
+        [subscribed[0].upper(), f" {subscribed[1]} ", *subscribed[2:], *unsubscribed, *cleaned, *strangers]
+    )
 
     with destination(sandbox) as dest:
         outcomes = dest.upsert(AUDIENCE, batch)
         assert [o.email for o in outcomes] == [m.email for m in batch]
-        by_email = {o.email.lower(): o for o in outcomes}
+        by_email = {o.email.strip().lower(): o for o in outcomes}
         assert {by_email[e.lower()].status for e in subscribed} == {"ok"}
         for emails, why in ((unsubscribed, "unsubscribed"), (cleaned, "cleaned"), (strangers, "not a member")):
             for e in emails:

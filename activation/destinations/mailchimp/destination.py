@@ -210,7 +210,7 @@ class MailchimpDestination:
 
         def send(chunk: Sequence[Member]) -> dict[str, Outcome]:
             try:
-                response = self._api.call("POST", path, json={action: [m.email for m in chunk]})
+                response = self._api.call("POST", path, json={action: [m.email.strip() for m in chunk]})
             except RequestFailed as exc:
                 return {_email_key(m.email): Outcome(m.email, "rejected", str(exc)) for m in chunk}
             if response.status_code >= 400:
