@@ -16,7 +16,8 @@ import requests
 
 from activation.destinations.base import Audience, Member
 from activation.destinations.mailchimp import MailchimpDestination
-from activation.destinations.mailchimp.http import api_root
+from activation.destinations.mailchimp.http import MailchimpApi, api_root
+from activation.destinations.mailchimp.members import MemberDirectory
 from activation.destinations.mailchimp.merge_fields import merge_tags
 from ingestion.common.errors import CredentialRejected
 from ingestion.common.http import RetryPolicy
@@ -145,6 +146,32 @@ def test_api_root_comes_from_the_key_data_center_and_never_shows_the_key() -> No
     assert "secretkeywithoutdc" not in str(err.value)
     with pytest.raises(ValueError):
         MailchimpDestination(None, "k-us21", "list", max_connections=11)
+
+
+def test_member_lookup_takes_the_cheaper_of_pages_and_single_reads(sandbox) -> None:
+    """With pages of 20 the test audience takes several pages: a few addresses are read one by
+    one, many by walking the pages; once the size is known a few addresses cost no listing."""
+    total = get(sandbox, "/members", count=1).json()["total_items"]
+    pages = -(-total // 20)
+    assert pages >= 5
+    everyone = [m["email_address"] for m in get(sandbox, "/members", count=1000).json()["members"]]
+    api = MailchimpApi(f"{sandbox.vendor_url('mailchimp')}/3.0", api_key(sandbox), policy=FAST)
+    directory = MemberDirectory(api, list_id(sandbox), page_size=20)
+    # Two addresses beyond the first page, one unknown: first page, then one read each.
+    few = [everyone[-1], everyone[-2], "nobody.here@gmail.com"]
+    found = directory.lookup(few)
+    assert set(found) == {md5(e) for e in few[:2]} and found[md5(few[0])].email == few[0]
+    assert api.requests == 1 + 3
+    # Many addresses: every page once.
+    before = api.requests
+    assert set(directory.lookup(everyone)) == {md5(e) for e in everyone}
+    assert api.requests - before == pages
+    # A few again: the size is known, so single reads only.
+    before = api.requests
+    assert set(directory.lookup(everyone[:2])) == {md5(e) for e in everyone[:2]}
+    assert api.requests - before == 2
+    assert directory.lookup([]) == {} and api.requests - before == 2
+    api.close()
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,9 +50,10 @@ class MemberState:
 class MemberDirectory:
     """Looks members of one audience up by address."""
 
-    def __init__(self, api: MailchimpApi, list_id: str) -> None:
+    def __init__(self, api: MailchimpApi, list_id: str, page_size: int = PAGE_SIZE) -> None:
         self._api = api
         self._list_id = list_id
+        self._page_size = page_size
         self._audience_size: int | None = None
 
     def lookup(self, emails: Iterable[str]) -> dict[str, MemberState]:
@@ -65,7 +66,7 @@ class MemberDirectory:
         if self._audience_size is None or self._pages(self._audience_size) <= len(wanted):
             total = self._read_page(0, wanted, found)
             self._audience_size = total
-            remaining = list(range(PAGE_SIZE, total, PAGE_SIZE))
+            remaining = list(range(self._page_size, total, self._page_size))
             unknown = wanted - found.keys()
             if len(remaining) < len(unknown):
                 for page in self._api.parallel(self._page, remaining):
@@ -79,16 +80,15 @@ class MemberDirectory:
                 found[hash_] = state
         return found
 
-    @staticmethod
-    def _pages(size: int) -> int:
-        return max(1, math.ceil(size / PAGE_SIZE))
+    def _pages(self, size: int) -> int:
+        return max(1, math.ceil(size / self._page_size))
 
     def _page(self, offset: int) -> dict[str, Any]:
         response = self._api.call(
             "GET",
             f"/lists/{self._list_id}/members",
             params={
-                "count": PAGE_SIZE,
+                "count": self._page_size,
                 "offset": offset,
                 "fields": ",".join([*(f"members.{f}" for f in _FIELDS), "total_items"]),
             },
