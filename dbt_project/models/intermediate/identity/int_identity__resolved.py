@@ -21,7 +21,9 @@ The pure functions below take integer arrays and are what the stitching benchmar
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -61,49 +63,69 @@ def repair(
     labels = labels.copy()
     in_bad = np.zeros(int(labels.max()) + 1, dtype=bool)
     in_bad[bad] = True
+    members = np.flatnonzero(in_bad[labels])
     mask = in_bad[labels[a]]
-    ta, tb = tiebreak[a[mask]], tiebreak[b[mask]]
-    order = np.lexsort((np.maximum(ta, tb), np.minimum(ta, tb), priority[mask]))
-    ea, eb = a[mask][order], b[mask][order]
+    ea, eb, ep = a[mask], b[mask], priority[mask]
+    # An identifier of an unlimited kind on a single link (a checkout token) adds to no tally:
+    # its link is never refused and sways no other decision, so it joins its neighbour afterwards
+    # instead of costing a pass of the loop below.
+    limited = np.zeros(int(max(kinds.max(initial=0), *limits, 0)) + 1, dtype=bool)
+    limited[list(limits)] = True
+    degree = np.bincount(np.concatenate([ea, eb]), minlength=len(labels))
+    leaf_a = (degree[ea] == 1) & ~limited[kinds[ea]]
+    leaf_b = (degree[eb] == 1) & ~limited[kinds[eb]] & ~leaf_a
+    leaves = np.concatenate([ea[leaf_a], eb[leaf_b]])
+    stems = np.concatenate([eb[leaf_a], ea[leaf_b]])
+    rest = ~(leaf_a | leaf_b)
+    ea, eb, ep = ea[rest], eb[rest], ep[rest]
+    ta, tb = tiebreak[ea], tiebreak[eb]
+    order = np.lexsort((np.maximum(ta, tb), np.minimum(ta, tb), ep))
+    ea, eb = ea[order], eb[order]
 
-    parent: dict[int, int] = {}
-    counts: dict[int, dict[int, int]] = {}
-
-    def find(x: int) -> int:
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def tally(x: int) -> dict[int, int]:
-        if x not in counts:
-            kind = int(kinds[x])
-            counts[x] = {kind: 1} if kind in limits else {}
-        return counts[x]
-
-    refused: list[tuple[int, int]] = []
-    for x, y in zip(ea.tolist(), eb.tolist(), strict=True):
-        rx, ry = find(x), find(y)
+    # Union-find on the members numbered 0..m-1: Python lists index far faster than dicts, and
+    # the loop is the one part of the stitch that cannot be vectorized (each decision depends
+    # on the ones before).
+    parent = list(range(len(members)))
+    counts = [{kind: 1} if kind in limits else {} for kind in kinds[members].tolist()]
+    refused_at: list[int] = []
+    local_a = np.searchsorted(members, ea).tolist()
+    local_b = np.searchsorted(members, eb).tolist()
+    for i, (x, y) in enumerate(zip(local_a, local_b, strict=True)):
+        rx = x
+        while parent[rx] != rx:
+            rx = parent[rx]
+        while parent[x] != rx:
+            parent[x], x = rx, parent[x]
+        ry = y
+        while parent[ry] != ry:
+            ry = parent[ry]
+        while parent[y] != ry:
+            parent[y], y = ry, parent[y]
         if rx == ry:
             continue
-        cx, cy = tally(rx), tally(ry)
-        if any(cx.get(k, 0) + cy.get(k, 0) > limits[k] for k in cx.keys() | cy.keys()):
-            refused.append((x, y))
-            continue
+        cx, cy = counts[rx], counts[ry]
         if len(cx) < len(cy):
             rx, ry, cx, cy = ry, rx, cy, cx
+        # Each part is within the limits already: only a kind both hold can go over.
+        if any(k in cx and cx[k] + v > limits[k] for k, v in cy.items()):
+            refused_at.append(i)
+            continue
         parent[ry] = rx
         for k, v in cy.items():
             cx[k] = cx.get(k, 0) + v
-        counts.pop(ry, None)
+        counts[ry] = {}
 
-    members = np.flatnonzero(in_bad[labels])
-    next_label = int(labels.max()) + 1
-    roots = np.array([find(int(x)) for x in members], dtype=np.int64)
+    roots = np.asarray(parent, dtype=np.int64)
+    while True:  # pointer jumping: every member straight to its root
+        up = roots[roots]
+        if np.array_equal(up, roots):
+            break
+        roots = up
+    root_of_leaf = roots[np.searchsorted(members, stems)]
+    roots[np.searchsorted(members, leaves)] = root_of_leaf
     _, relabel = np.unique(roots, return_inverse=True)
-    labels[members] = next_label + relabel
+    labels[members] = int(labels.max()) + 1 + relabel
+    refused = list(zip(ea[refused_at].tolist(), eb[refused_at].tolist(), strict=True))
     return labels, refused
 
 
@@ -184,15 +206,15 @@ def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ).fetchall()[0][0]
     if not exists:
         return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, object)
-    session.execute(
-        "CREATE OR REPLACE TEMP TABLE _identity_previous_ids AS SELECT customer_id, "
-        f"row_number() OVER (ORDER BY customer_id) - 1 AS code FROM (SELECT DISTINCT customer_id FROM {this})"
-    )
-    names = session.sql("SELECT customer_id FROM _identity_previous_ids ORDER BY code").fetchnumpy()["customer_id"]
-    rows = session.sql(
-        f"SELECT hash(p.node) AS h, i.code FROM {this} p JOIN _identity_previous_ids i USING (customer_id)"
-    ).fetchnumpy()
-    return rows["h"].astype(np.uint64), rows["code"].astype(np.int64), np.asarray(names, dtype=object)
+    rows = session.sql(f"SELECT hash(node) AS h, customer_id FROM {this}").to_arrow_table()
+    # Arrow's dictionary encoding is one hash pass; only the distinct ids are then sorted.
+    ids = rows.column("customer_id").combine_chunks().dictionary_encode()
+    order = pc.array_sort_indices(ids.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    codes = rank[ids.indices.to_numpy(zero_copy_only=False)]
+    names = ids.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
+    return rows.column("h").to_numpy(), codes, names.astype(object)
 
 
 def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, names: np.ndarray) -> np.ndarray:
@@ -203,37 +225,55 @@ def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, nam
     id); an id claimed by several persons stays with the one holding most of its nodes (ties:
     the person with the smaller hash). Others get an id from the smallest node hash they hold,
     re-derived when that id is taken."""
-    import pandas as pd
-
     n_labels = int(labels.max()) + 1 if len(labels) else 0
     anchor = np.full(n_labels, np.iinfo(np.uint64).max, dtype=np.uint64)
-    _group_min(anchor, labels, hashes)
+    np.minimum.at(anchor, labels, hashes)
     chosen = np.full(n_labels, None, dtype=object)
     known = previous >= 0
     if known.any():
-        votes = pd.DataFrame({"label": labels[known], "id": previous[known]})
-        votes = votes.groupby(["label", "id"], sort=False).size().reset_index(name="n")
-        votes["anchor"] = anchor[votes["label"].to_numpy()]
-        best = votes.sort_values(["label", "n", "id"], ascending=[True, False, True]).drop_duplicates("label")
-        kept = best.sort_values(["id", "n", "anchor"], ascending=[True, False, True]).drop_duplicates("id")
-        chosen[kept["label"].to_numpy()] = names[kept["id"].to_numpy()]
-    fresh = np.flatnonzero(pd.isna(chosen))
+        # (label, id) votes as one int64 each: a sort of integers, not a group-by of pairs.
+        width = len(names)
+        pairs, votes = np.unique(labels[known].astype(np.int64) * width + previous[known], return_counts=True)
+        label, code = pairs // width, pairs % width
+        best = _first_per_group(label, np.lexsort((code, -votes, label)))
+        label, code, votes = label[best], code[best], votes[best]
+        kept = _first_per_group(code, np.lexsort((anchor[label], -votes, code)))
+        chosen[label[kept]] = names[code[kept]]
+    fresh = np.flatnonzero(np.equal(chosen, None))
     if not len(fresh):
         return chosen
-    taken = set(chosen[pd.notna(chosen)].tolist())
-    for label in fresh.tolist():
-        candidate = f"cus_{int(anchor[label]):016x}"
-        if candidate in taken:  # the other part of a split already holds it
-            candidate = f"cus_{int(anchor[label]) ^ 0x5BD1E995:016x}"
-        chosen[label] = candidate
+    candidates = _customer_ids(anchor[fresh])
+    taken = set(chosen[np.not_equal(chosen, None)].tolist())
+    if taken:  # the other part of a split already holds it
+        clash = np.fromiter((c in taken for c in candidates.tolist()), dtype=bool, count=len(candidates))
+        candidates[clash] = _customer_ids(anchor[fresh[clash]] ^ np.uint64(0x5BD1E995))
+    chosen[fresh] = candidates
     return chosen
 
 
-def _group_min(out: np.ndarray, groups: np.ndarray, values: np.ndarray) -> None:
-    import pandas as pd
+def _first_per_group(groups: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The first index of `order` (sorted by `groups` first) in each run of equal groups."""
+    ordered = groups[order]
+    return order[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(order) else order
 
-    minimum = pd.Series(values).groupby(groups, sort=False).min()
-    out[minimum.index.to_numpy()] = minimum.to_numpy(dtype=np.uint64)
+
+def _customer_ids(anchors: np.ndarray) -> np.ndarray:
+    """`cus_` and 16 hex digits of each anchor, built as bytes in bulk, not one f-string each."""
+    text = np.empty((len(anchors), 20), dtype=np.uint8)
+    text[:, :4] = np.frombuffer(b"cus_", dtype=np.uint8)
+    digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    values = anchors.astype(np.uint64)
+    for i in range(16):
+        text[:, 4 + i] = digits[(values >> np.uint64(60 - 4 * i)) & np.uint64(15)]
+    return text.view("S20").ravel().astype("U20").astype(object)
+
+
+def node_positions(index: pd.Index, hashes: np.ndarray, what: str) -> np.ndarray:
+    """Position of each hash among the nodes (one hash-table probe each, in any order)."""
+    positions = index.get_indexer(hashes)
+    if len(positions) and positions.min() < 0:
+        raise ValueError(f"int_identity__resolved: {what} names an identifier missing from int_identity__nodes")
+    return positions
 
 
 def model(dbt, session):
@@ -249,28 +289,26 @@ def model(dbt, session):
     dbt.ref("int_identity__edges").create_view("_identity_edges")
     previous_hashes, previous_codes, previous_names = _previous_ids(session, dbt.this)
 
-    # Nodes are numbered by position and keyed by a 64-bit hash of their text: joins on the
-    # hash are integer joins, and nothing here sorts ten million strings.
+    # The nodes are read once, in one order, and the result is written in that same order: no
+    # join back on the node text. Edges find their nodes by a 64-bit hash of the text, an
+    # integer lookup; nothing here sorts ten million strings.
     kind_names = [k for (k,) in session.execute("SELECT DISTINCT kind FROM _identity_nodes ORDER BY 1").fetchall()]
     kind_list = "[" + ", ".join("'" + k.replace("'", "''") + "'" for k in kind_names) + "]"
     nodes = session.sql(
-        f"SELECT hash(node) AS h, list_position({kind_list}, kind) - 1 AS kind FROM _identity_nodes"
-    ).fetchnumpy()
-    hashes = nodes["h"].astype(np.uint64)
-    kinds = nodes["kind"].astype(np.int64)
-    sorter = np.argsort(hashes)
-    sorted_hashes = hashes[sorter]
-    if len(hashes) > 1 and (np.diff(sorted_hashes) == 0).any():
+        f"SELECT node, hash(node) AS h, (list_position({kind_list}, kind) - 1)::INTEGER AS kind, "
+        "is_blocked, block_reason FROM _identity_nodes"
+    ).to_arrow_table()
+    hashes = nodes.column("h").to_numpy()
+    kinds = nodes.column("kind").to_numpy()
+    index = pd.Index(hashes)
+    if not index.is_unique:
         raise ValueError("int_identity__resolved: two identifiers share a 64-bit hash; rename one")
-
-    def position(h: np.ndarray) -> np.ndarray:
-        # searchsorted on a sorted copy: with `sorter=` numpy gathers at random on every probe.
-        return sorter[np.searchsorted(sorted_hashes, h)]
 
     links = session.sql(
         "SELECT hash(node_a) AS a, hash(node_b) AS b, priority, is_device_link FROM _identity_edges"
     ).fetchnumpy()
-    a, b = position(links["a"].astype(np.uint64)), position(links["b"].astype(np.uint64))
+    a = node_positions(index, links.pop("a"), "an edge")
+    b = node_positions(index, links.pop("b"), "an edge")
     device_link = links["is_device_link"].astype(bool)
     person = ~device_link
     limits = {kind_names.index(k): v for k, v in limits_by_kind.items() if k in kind_names}
@@ -287,33 +325,39 @@ def model(dbt, session):
         kinds == checkout,
         hashes,
     )
+    del a, b, links, device_link, person
 
     previous_ids = np.full(len(kinds), -1, dtype=np.int64)
     if len(previous_hashes):
-        at = np.searchsorted(sorted_hashes, previous_hashes).clip(0, len(hashes) - 1)
-        still = sorted_hashes[at] == previous_hashes
-        previous_ids[sorter[at[still]]] = previous_codes[still]
+        at = index.get_indexer(previous_hashes)
+        still = at >= 0
+        previous_ids[at[still]] = previous_codes[still]
+        del at, still, previous_hashes, previous_codes
+    del index
     customer_of_label = stable_ids(labels, hashes, previous_ids, previous_names)
 
     # Notes as a dictionary-encoded column: a handful of texts over millions of rows.
     note_texts = ["kept apart: a link here would exceed an identifier limit"]
     note_codes = np.full(len(kinds), -1, dtype=np.int32)
-    for x, y in refused:
-        note_codes[x] = note_codes[y] = 0
+    if refused:
+        note_codes[np.asarray(refused, dtype=np.int64).ravel()] = 0
     for count in np.unique(persons).tolist():
         note_texts.append(f"shared device: seen with {count} persons, linked to none")
         note_codes[shared[persons == count]] = len(note_texts) - 1
     sizes = np.bincount(labels)
     session.register(
-        "_identity_labels",
+        "_identity_resolved_rows",
         pa.table(
             {
-                "h": hashes,
+                "node": nodes.column("node"),
+                "kind": pa.DictionaryArray.from_arrays(kinds, pa.array(kind_names, type=pa.string())),
                 "customer_id": pa.DictionaryArray.from_arrays(labels, pa.array(customer_of_label, type=pa.string())),
                 "previous_customer_id": pa.DictionaryArray.from_arrays(
                     pa.array(previous_ids, mask=previous_ids < 0), pa.array(previous_names, type=pa.string())
                 ),
                 "customer_identifiers": sizes[labels],
+                "is_blocked": nodes.column("is_blocked"),
+                "block_reason": nodes.column("block_reason"),
                 "note": pa.DictionaryArray.from_arrays(
                     pa.array(note_codes, mask=note_codes < 0), pa.array(note_texts, type=pa.string())
                 ),
@@ -321,8 +365,8 @@ def model(dbt, session):
         ),
     )
     return session.sql(
-        "SELECT n.node, n.kind, l.customer_id::VARCHAR AS customer_id, "
-        "l.previous_customer_id::VARCHAR AS previous_customer_id, l.customer_identifiers, n.is_blocked, "
-        "coalesce(n.block_reason, l.note::VARCHAR) AS resolution_note "
-        "FROM _identity_nodes n JOIN _identity_labels l ON hash(n.node) = l.h"
+        "SELECT node, kind::VARCHAR AS kind, customer_id::VARCHAR AS customer_id, "
+        "previous_customer_id::VARCHAR AS previous_customer_id, customer_identifiers, is_blocked, "
+        "coalesce(block_reason, note::VARCHAR) AS resolution_note "
+        "FROM _identity_resolved_rows"
     )
