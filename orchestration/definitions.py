@@ -8,6 +8,7 @@ from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
 from orchestration.defs.ingestion.assets import source_assets
+from orchestration.defs.privacy.erasure import erased_identifiers
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
 from orchestration.defs.schedules import nightly_job, nightly_schedule
 from orchestration.defs.serving.analysts_copy import analysts_copy
@@ -15,7 +16,7 @@ from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*source_assets, dbt_models, analysts_copy],
+    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy],
     asset_checks=identity_checks,
     jobs=[nightly_job],
     schedules=[nightly_schedule],

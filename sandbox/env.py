@@ -36,4 +36,6 @@ def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
         "SOURCES__INSTAGRAM__BASE_URL": f"{base}/instagram",
         "SOURCES__INSTAGRAM__ACCESS_TOKEN": c["instagram"]["access_token"],
         "SOURCES__INSTAGRAM__IG_USER_ID": c["instagram"]["ig_user_id"],
+        # The shop's erasure requests: no vendor API carries them, the sandbox serves its own.
+        "SOURCES__PRIVACY__BASE_URL": f"{base}/_sandbox",
     }

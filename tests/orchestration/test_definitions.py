@@ -61,6 +61,8 @@ EXPECTED_ASSETS = {
     "staging/stg_instagram__media",
     "staging/stg_instagram__comments",
     "staging/stg_instagram__mentions",
+    "privacy/erased_identifiers",
+    "staging/stg_privacy__erased_identifiers",
     "seeds/identity_blocklist",
     "seeds/sentiment_lexicon",
     "intermediate/int_identity__occurrences",

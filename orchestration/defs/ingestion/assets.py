@@ -16,6 +16,7 @@ from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.sources import DltSource
 
+from ingestion.common.erasure import drop_erased
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.hubspot import hubspot_source
 from ingestion.instagram import instagram_source
@@ -131,7 +132,8 @@ def build_source_assets(source: Source) -> dg.AssetsDefinition:
         events = list(
             dlt.run(
                 context=context,
-                dlt_source=source.factory(),
+                # Records of people erased by an erasure request are dropped before dlt writes them.
+                dlt_source=drop_erased(source.factory(), warehouse.path),
                 dlt_pipeline=pipeline,
                 loader_file_format=LOADER_FILE_FORMAT,
             )

@@ -1,0 +1,109 @@
+"""`python -m activation.privacy`: erasure and access requests from the command line.
+
+  erase   --email X [--identifier source:id_type:value ...]
+          Delete the person from the warehouse, the dlt load packages, the analysts' copy
+          and (with --destinations) the email platforms, and tombstone their identifiers so
+          no later load brings them back. Prints what was deleted where.
+  access  --email X [--identifier ...] --out person.json
+          Write everything Tessera holds about the person to one JSON file.
+
+The warehouse is `data/warehouse.duckdb` (or under TESSERA_DATA_DIR); never run `erase` while
+a nightly run writes it (DuckDB has one writer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from orchestration.paths import data_dir
+
+
+def _destinations(names: list[str]) -> list:
+    """The configured email platforms, by name (their settings come from the environment)."""
+    from activation.privacy.destinations import configured_destinations
+
+    return configured_destinations(names)
+
+
+def _erase(args: argparse.Namespace) -> int:
+    from activation.privacy.erase import ErasureRequest, erase_requests
+
+    root = data_dir()
+    request = ErasureRequest(
+        request_id=args.request_id or f"cli_{uuid.uuid4().hex[:12]}",
+        email=args.email,
+        requested_at=datetime.now(tz=UTC),
+        identifiers=tuple(args.identifier),
+    )
+    batch = erase_requests(
+        args.warehouse or root / "warehouse.duckdb",
+        [request],
+        destinations=_destinations(args.destinations),
+        pipelines_dir=root / "dlt",
+        analysts_copy=root / "analysts.duckdb",
+    )
+    report = batch.requests[0]
+    print(f"request {report.request_id}: {report.customers} customer(s), {report.identifiers} identifier(s) tombstoned")
+    for table, rows in sorted(report.rows_deleted.items()):
+        print(f"    deleted {rows:>7,} rows from {table}")
+    for name, outcomes in report.destinations.items():
+        print(f"    {name}: {outcomes or 'nothing to erase'}")
+    print(
+        f"load packages deleted: {batch.packages_deleted}; pending records scrubbed: "
+        f"{batch.pending_records_scrubbed}; analysts' copy republished: {batch.analysts_copy_republished}"
+    )
+    return 0
+
+
+def _access(args: argparse.Namespace) -> int:
+    from activation.privacy.access import write_export
+
+    warehouse = args.warehouse or data_dir() / "warehouse.duckdb"
+    export = write_export(warehouse, args.out, args.email, args.identifier)
+    total = sum(export["row_counts"].values())
+    print(f"wrote {args.out}: {total:,} rows from {len(export['row_counts'])} tables, segments {export['segments']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m activation.privacy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("erase", "erase a person everywhere (warehouse, files, email platforms) and keep them out"),
+        ("access", "export everything held about a person to one JSON file"),
+    ):
+        sub = commands.add_parser(name, help=helptext, description=helptext)
+        sub.add_argument("--email", help="the person's email address, as they gave it")
+        sub.add_argument(
+            "--identifier",
+            action="append",
+            default=[],
+            metavar="SOURCE:ID_TYPE:VALUE",
+            help="another identifier of the person, e.g. shopify:customer_id:123 (repeatable)",
+        )
+        sub.add_argument("--warehouse", type=Path, help="the DuckDB warehouse (default: data/warehouse.duckdb)")
+        if name == "erase":
+            sub.add_argument("--request-id", help="the request's id in the shop's records (default: a new one)")
+            sub.add_argument(
+                "--destinations",
+                nargs="*",
+                default=[],
+                choices=["klaviyo", "mailchimp"],
+                help="email platforms to delete the person from too (settings from the environment)",
+            )
+        else:
+            sub.add_argument("--out", type=Path, required=True, help="where to write the JSON file")
+    args = parser.parse_args(argv)
+    if not args.email and not args.identifier:
+        parser.error("give --email or at least one --identifier")
+    return _erase(args) if args.command == "erase" else _access(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

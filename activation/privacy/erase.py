@@ -1,0 +1,163 @@
+"""Erasure: a person removed from the warehouse, the files beside it and every email platform.
+
+For each request: resolve the person (`person.resolve`), delete their rows from every table
+(raw tables with their dlt child rows and dlt's merge staging copies, dbt-built tables, the
+activation ledger, quarantine tables; `rows.delete_rows`), ask every destination to delete them
+(`Destination.erase`), tombstone their hashed identifiers so no later load brings them back, and
+log the request. Then, once per batch: completed dlt load packages deleted, pending ones
+scrubbed, the analysts' copy republished from the cleaned warehouse and its leftovers removed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from activation.destinations.base import Destination
+from activation.privacy import files, tombstone
+from activation.privacy.person import Person, parse_identifier, resolve
+from activation.privacy.rows import delete_rows
+from ingestion.common.erasure import identifier_hash
+
+REQUESTS_TABLE = "raw_privacy.erasure_requests"
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    request_id: str
+    email: str | None
+    requested_at: Any = None
+    identifiers: tuple[str, ...] = ()  # "source:id_type:value"
+
+
+@dataclass
+class ErasureReport:
+    """What one request removed, and where."""
+
+    request_id: str
+    customers: int
+    identifiers: int
+    rows_deleted: dict[str, int]
+    destinations: dict[str, dict[str, int]]
+
+    def rows_by_schema(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for table, count in self.rows_deleted.items():
+            schema = table.split(".")[0]
+            out[schema] = out.get(schema, 0) + count
+        return out
+
+
+@dataclass
+class BatchReport:
+    requests: list[ErasureReport] = field(default_factory=list)
+    packages_deleted: int = 0
+    pending_records_scrubbed: int = 0
+    analysts_copy_republished: bool = False
+
+    def rows_by_schema(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for report in self.requests:
+            for schema, count in report.rows_by_schema().items():
+                out[schema] = out.get(schema, 0) + count
+        return out
+
+
+def pending_requests(warehouse: Path) -> list[ErasureRequest]:
+    """Requests loaded into `raw_privacy.erasure_requests` and not yet processed."""
+    with duckdb.connect(str(warehouse)) as con:
+        done = tombstone.processed_request_ids(con)
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_schema = 'raw_privacy' AND table_name = 'erasure_requests'"
+        ).fetchall()[0][0]
+        if not exists:
+            return []
+        names = {
+            c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE raw_privacy.erasure_requests)").fetchall()
+        }
+        ids = "identifiers" if "identifiers" in names else "NULL"
+        rows = con.execute(
+            f"SELECT request_id, email, requested_at, {ids} FROM {REQUESTS_TABLE} ORDER BY requested_at, request_id"
+        ).fetchall()
+    out = []
+    for request_id, email, requested_at, identifiers in rows:
+        if request_id in done:
+            continue
+        parsed = json.loads(identifiers) if isinstance(identifiers, str) else identifiers or []
+        out.append(ErasureRequest(request_id, email, requested_at, tuple(parsed)))
+    return out
+
+
+def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str]) -> dict[str, dict[str, int]]:
+    results: dict[str, dict[str, int]] = {}
+    for destination in destinations:
+        counts: dict[str, int] = {}
+        if emails:
+            try:
+                for outcome in destination.erase(emails):
+                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            except Exception as exc:  # one platform down must not keep the warehouse holding the person
+                counts[f"failed: {type(exc).__name__}"] = len(emails)
+        results[destination.name] = counts
+    return results
+
+
+def erase_one(
+    con: duckdb.DuckDBPyConnection, request: ErasureRequest, destinations: Sequence[Destination] = ()
+) -> tuple[Person, ErasureReport]:
+    """Erase one request's person from the warehouse and the destinations, and tombstone them."""
+    identifiers = [parse_identifier(i) for i in request.identifiers]
+    person = resolve(con, [request.email] if request.email else [], identifiers)
+    deleted = delete_rows(con, person)
+    outcomes = _erase_at_destinations(destinations, sorted(person.emails))
+    email_hash = identifier_hash(request.email) if request.email else None
+    tombstone.record(con, request.request_id, email_hash, request.requested_at, person, deleted, outcomes)
+    report = ErasureReport(request.request_id, len(person.customer_ids), len(person.identifiers), deleted, outcomes)
+    return person, report
+
+
+def _republish(warehouse: Path, copy: Path) -> None:
+    # Imported here: the serving module loads Dagster and the dbt manifest, which plain
+    # Python callers (the CLI) only need when there is a copy to replace.
+    from orchestration.defs.serving.analysts_copy import _descriptions, publish
+    from orchestration.paths import DBT_PROJECT_DIR
+
+    publish(warehouse, copy, _descriptions(DBT_PROJECT_DIR / "target" / "manifest.json"))
+
+
+def erase_requests(
+    warehouse: Path,
+    requests: Sequence[ErasureRequest],
+    destinations: Sequence[Destination] = (),
+    pipelines_dir: Path | None = None,
+    analysts_copy: Path | None = None,
+) -> BatchReport:
+    """Process `requests` everywhere; see the module's docstring for the order of things."""
+    batch = BatchReport()
+    if not requests:
+        return batch
+    people = []
+    with duckdb.connect(str(warehouse)) as con:
+        tombstone.ensure(con)
+        for request in requests:
+            person, report = erase_one(con, request, destinations)
+            people.append(person)
+            batch.requests.append(report)
+        # Deleted rows stay in the file's free blocks until reused; a checkpoint at least
+        # folds the write-ahead log, which holds them verbatim, into the file.
+        con.execute("CHECKPOINT")
+    if pipelines_dir is not None and Path(pipelines_dir).exists():
+        batch.packages_deleted = files.delete_completed_packages(Path(pipelines_dir))
+        for person in people:
+            batch.pending_records_scrubbed += files.scrub_pending_packages(Path(pipelines_dir), person)
+    if analysts_copy is not None and analysts_copy.exists():
+        _republish(warehouse, analysts_copy)
+        files.remove_stale_copies(analysts_copy)
+        batch.analysts_copy_republished = True
+    return batch

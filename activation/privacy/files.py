@@ -1,0 +1,96 @@
+"""Personal data kept on disk outside the warehouse tables: dlt load packages and old analysts' copies.
+
+dlt keeps every completed load package (`<pipelines_dir>/<pipeline>/load/loaded/<load_id>/`,
+the Parquet files exactly as loaded) and, after a failed run, pending ones under `load/new`,
+`load/normalized` and `normalize/extracted`. Completed packages are history dlt never reads
+again: they are deleted. A pending package must still load, so its files are rewritten without
+the person's rows (Parquet) or lines (JSON lines). The analysts' copy is republished from the
+cleaned warehouse; leftovers of earlier publications (partial files, WAL files) are removed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from activation.privacy.person import Person
+from ingestion.common.erasure import is_person_column
+
+PENDING_DIRS = ("load/new", "load/normalized", "normalize/extracted")
+
+
+def delete_completed_packages(pipelines_dir: Path) -> int:
+    """Remove every completed load package of every pipeline; how many were removed."""
+    removed = 0
+    for package in sorted(Path(pipelines_dir).glob("*/load/loaded/*")):
+        if package.is_dir():
+            shutil.rmtree(package)
+            removed += 1
+    return removed
+
+
+def _mentions(text: str, person: Person) -> bool:
+    low = text.lower()
+    return any(f'"{v}"' in low or f":{v}," in low or f":{v}}}" in low for v in person.values)
+
+
+def _scrub_parquet(path: Path, person: Person) -> int:
+    with duckdb.connect() as con:
+        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+        person_columns = [c for c in names if is_person_column(c)]
+        if not person_columns:
+            return 0
+        values = sorted(person.values)
+        match = " OR ".join(
+            f'lower(trim(CAST("{c}" AS VARCHAR))) IN (SELECT unnest(?::VARCHAR[]))' for c in person_columns
+        )
+        params = [values] * len(person_columns)
+        hits = con.execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE {match}", params).fetchall()[0][0]
+        if hits:
+            tmp = path.with_name(path.name + ".scrub")
+            con.execute(
+                f"COPY (SELECT * FROM read_parquet('{path}') WHERE NOT ({match})) TO '{tmp}' (FORMAT parquet)",
+                params,
+            )
+            tmp.replace(path)
+        return hits
+
+
+def _scrub_lines(path: Path, person: Person) -> int:
+    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    with opener(path, "rt") as f:
+        lines = f.readlines()
+    kept = [line for line in lines if not _mentions(line, person)]
+    if len(kept) != len(lines):
+        with opener(path, "wt") as f:
+            f.writelines(kept)
+    return len(lines) - len(kept)
+
+
+def scrub_pending_packages(pipelines_dir: Path, person: Person) -> int:
+    """Rewrite pending load files without the person's records; records removed."""
+    removed = 0
+    for pending in PENDING_DIRS:
+        for path in sorted(Path(pipelines_dir).glob(f"*/{pending}/**/*")):
+            if not path.is_file() or path.suffix in (".json", ".version") or path.name.startswith("."):
+                continue
+            if path.suffix == ".parquet":
+                removed += _scrub_parquet(path, person)
+            elif path.suffix in (".jsonl", ".typed-jsonl", ".gz", ".insert_values", ".sql", ".csv"):
+                removed += _scrub_lines(path, person)
+    return removed
+
+
+def remove_stale_copies(copy: Path) -> int:
+    """Delete leftovers of earlier publications of the analysts' copy beside it."""
+    removed = 0
+    for stale in copy.parent.glob(f".{copy.name}.partial-*"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    for stale in copy.parent.glob(f"{copy.name}.*"):
+        stale.unlink(missing_ok=True)
+        removed += 1
+    return removed

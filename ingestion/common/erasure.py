@@ -1,0 +1,176 @@
+"""Erased people stay erased: every load drops records that carry a tombstoned identifier.
+
+An erasure request (activation/privacy) deletes a person from the warehouse and writes their
+identifiers to the tombstone `privacy.erased_identifiers`, hashed (sha256 of the normalized
+value) so the tombstone itself keeps no personal data. The vendors keep serving that person's
+records, so without this filter the next night's load would bring them back. `drop_erased()`
+adds one step to every resource of a source that drops such records before dlt writes them
+anywhere (load packages included): dict records and pages of them, and rows of Arrow tables.
+
+Which fields name a person is decided by the field's name, the same rule the erasure uses on
+warehouse columns (dlt flattens `customer.id` to `customer__id`): comparing every value with
+the tombstone would also drop, say, a deal whose id happens to equal an erased contact's id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from dlt.extract.items_transform import ItemTransform
+from dlt.sources import DltSource
+
+TOMBSTONE_SCHEMA = "privacy"
+TOMBSTONE_TABLE = "erased_identifiers"
+
+# Field names whose value is a person's identifier, whatever the vendor.
+PERSON_FIELDS = frozenset(
+    {
+        "email",
+        "email_address",
+        "contact_email",
+        "phone",
+        "phone_number",
+        "username",
+        "distinct_id",
+        "device_id",
+        "user_id",
+        "profile_id",
+        "unique_email_id",
+        "customer_id",
+        "contact_id",
+        "external_id",
+        "id_value",
+    }
+)
+# An `id` under one of these names is a person's id (`customer.id`, `from.id`).
+PERSON_PARENTS = frozenset({"customer", "profile", "from", "contact", "user", "member"})
+# Resources whose records are people: their own `id` is a person's id.
+PERSON_RESOURCES = frozenset({"customers", "contacts", "profiles", "members"})
+
+
+def normalize_identifier(value: Any) -> str:
+    """The form identifiers are compared and hashed in: text, trimmed, lowercased."""
+    return str(value).strip().lower()
+
+
+@lru_cache(maxsize=200_000)
+def _hash_normalized(normalized: str) -> str:
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def identifier_hash(value: Any) -> str:
+    """sha256 of the normalized identifier: what the tombstone stores, never the value itself."""
+    return _hash_normalized(normalize_identifier(value))
+
+
+def is_person_field(path: tuple[str, ...], resource: str | None = None) -> bool:
+    """Whether the field at `path` (keys from the record's root, or a flattened column name
+    split on `__`) holds a person's identifier."""
+    if not path:
+        return False
+    last = path[-1].lower()
+    if last in PERSON_FIELDS:
+        return True
+    if last == "id":
+        if len(path) >= 2:
+            return path[-2].lower() in PERSON_PARENTS
+        return resource in PERSON_RESOURCES
+    return False
+
+
+def is_person_column(column: str, table: str | None = None) -> bool:
+    """`is_person_field` for a warehouse column (nested keys flattened with `__`)."""
+    return is_person_field(tuple(column.split("__")), table)
+
+
+def read_tombstone(warehouse: Path) -> frozenset[str]:
+    """Every tombstoned identifier hash in the warehouse (empty when nobody was ever erased)."""
+    if not Path(warehouse).exists():
+        return frozenset()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [TOMBSTONE_SCHEMA, TOMBSTONE_TABLE],
+        ).fetchall()[0][0]
+        if not exists:
+            return frozenset()
+        rows = con.execute(f"SELECT DISTINCT id_hash FROM {TOMBSTONE_SCHEMA}.{TOMBSTONE_TABLE}").fetchall()
+    return frozenset(h for (h,) in rows)
+
+
+def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[Any]:
+    """Values of person fields anywhere in a record; JSON text (a quarantined record) is read too."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            yield from _leaf_values(child, (*path, str(key)), resource)
+    elif isinstance(value, list):
+        for child in value:
+            yield from _leaf_values(child, path, resource)
+    elif isinstance(value, str) and value[:1] in "{[" and path and path[-1] == "record":
+        try:
+            yield from _leaf_values(json.loads(value), (), resource)
+        except ValueError:
+            return
+    elif value is not None and not isinstance(value, bool) and is_person_field(path, resource):
+        yield value
+
+
+def carries_erased(record: Any, tombstone: frozenset[str], resource: str | None = None) -> bool:
+    """Whether a record names a tombstoned person in any of its person fields."""
+    return any(identifier_hash(v) in tombstone for v in _leaf_values(record, (), resource))
+
+
+def _filter_arrow(table: Any, tombstone: frozenset[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = None
+    for name in table.column_names:
+        if not is_person_column(name) or not (
+            pa.types.is_string(table.schema.field(name).type) or pa.types.is_integer(table.schema.field(name).type)
+        ):
+            continue
+        column = table.column(name)
+        # Hash each distinct value once: a night's events carry few devices and users.
+        erased = [v for v in pc.unique(column).to_pylist() if v is not None and identifier_hash(v) in tombstone]
+        if not erased:
+            continue
+        hit = pc.fill_null(pc.is_in(column, value_set=pa.array(erased, type=column.type)), False)
+        keep = pc.invert(hit) if keep is None else pc.and_(keep, pc.invert(hit))
+    return table if keep is None else table.filter(keep)
+
+
+class ErasureFilter(ItemTransform[Any, dict[str, Any]]):
+    """A dlt pipe step: records of erased people never reach the extract's files."""
+
+    def __init__(self, tombstone: frozenset[str], resource: str) -> None:
+        super().__init__(lambda item: item)
+        self.tombstone = tombstone
+        self.resource = resource
+
+    def _keep(self, item: Any) -> Any:
+        if hasattr(item, "column_names") and hasattr(item, "filter"):  # an Arrow table or batch
+            filtered = _filter_arrow(item, self.tombstone)
+            return filtered if filtered.num_rows else None
+        return None if carries_erased(item, self.tombstone, self.resource) else item
+
+    def __call__(self, item: Any, meta: Any = None) -> Any:
+        if isinstance(item, list):
+            kept = [k for k in (self._keep(i) for i in item) if k is not None]
+            return kept or None
+        return self._keep(item)
+
+
+def drop_erased(source: DltSource, warehouse: Path) -> DltSource:
+    """`source` with every resource dropping records of people erased from `warehouse`."""
+    tombstone = read_tombstone(warehouse)
+    if tombstone:
+        for name, resource in source.resources.items():
+            resource.add_step(ErasureFilter(tombstone, name))
+    return source
