@@ -2,7 +2,8 @@
     The customers an email segment may contain, with every trait a segment can filter on or
     push (marts.customer_traits): known customers with an email address whose email-marketing
     consent is `subscribed` (dim_customers: an unsubscribe or spam complaint in any platform
-    wins over a subscription elsewhere) and whose address neither bounced nor complained.
+    wins over a subscription elsewhere), whose address neither bounced nor complained, and who
+    asked for no erasure.
     Every segment pushed to email selects from this, so consent is enforced in one place:
 
         select customer_id, email, first_name
@@ -20,5 +21,6 @@
             and consent.email_consent_status = 'subscribed'
             and not consent.is_email_bounced
             and not consent.has_marked_email_as_spam
+            and not consent.is_erased
     )
 {%- endmacro %}

@@ -7,7 +7,8 @@
     `tessera__abandon_window_days` before now, and its customer has placed no order, under any
     of their identities, since it started.
     Eligible: a known customer with a deliverable email whose email-marketing consent is
-    subscribed (unsubscribed, bounced or spam-complaint anywhere excludes them).
+    subscribed (unsubscribed, bounced or spam-complaint anywhere excludes them) and who has made
+    no erasure request.
     "Not already sent this checkout" is the activation ledger's to apply: it excludes the
     `checkout_token` it has sent for.
 -#}
@@ -79,6 +80,7 @@ eligible as (
         and customers.email_consent_status = 'subscribed'
         and not customers.is_email_bounced
         and not customers.has_marked_email_as_spam
+        and not customers.is_erased
     -- The customer's most recent abandoned checkout.
     qualify row_number() over (
         partition by abandoned.customer_id

@@ -72,6 +72,17 @@ identity as (
     from identifiers
     group by customer_id
 
+),
+
+-- Customers still carrying an identifier an erasure request tombstoned (the request arrived
+-- after the night's erasure step, or a source sent the person again): never marketed to.
+erased as (
+
+    select distinct identifiers.customer_id
+    from {{ ref('customer_identifiers') }} as identifiers
+    inner join {{ ref('stg_privacy__erased_identifiers') }} as erased
+        on sha256(lower(trim(identifiers.id_value))) = erased.id_hash
+
 )
 
 select
@@ -111,10 +122,12 @@ select
     coalesce(social.instagram_comments, 0) as instagram_comments,
     social.instagram_sentiment_score,
     social.instagram_sentiment,
-    traits.lifecycle_stage
+    traits.lifecycle_stage,
+    erased.customer_id is not null as is_erased
 from identity
 left join {{ ref('int_customers__profile_traits') }} as traits on identity.customer_id = traits.customer_id
 left join {{ ref('int_customers__orders') }} as orders on identity.customer_id = orders.customer_id
 left join {{ ref('int_customers__email_consent') }} as consent on identity.customer_id = consent.customer_id
 left join {{ ref('int_customers__email_engagement') }} as engagement on identity.customer_id = engagement.customer_id
 left join {{ ref('int_customers__social') }} as social on identity.customer_id = social.customer_id
+left join erased on identity.customer_id = erased.customer_id

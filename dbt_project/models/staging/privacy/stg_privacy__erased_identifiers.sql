@@ -1,0 +1,42 @@
+{#-
+    The tombstone is written by the erasure asset, not by a loader: a warehouse that never
+    processed an erasure has no such table yet, and reads an empty one instead.
+-#}
+{%- set tombstone = source('privacy', 'erased_identifiers') -%}
+{%- set relation = adapter.get_relation(
+    database=tombstone.database, schema=tombstone.schema, identifier=tombstone.identifier
+) if execute else none -%}
+
+with
+
+source as (
+
+    {% if relation %}
+        select * from {{ tombstone }}
+    {% else %}
+        select
+            cast(null as varchar) as request_id,
+            cast(null as varchar) as source,
+            cast(null as varchar) as id_type,
+            cast(null as varchar) as id_hash,
+            cast(null as timestamptz) as erased_at
+        where false
+    {% endif %}
+
+),
+
+renamed as (
+
+    select
+        ---------- strings
+        source,
+        id_type,
+        id_hash,
+        ---------- timestamps
+        min(erased_at) as erased_at
+    from source
+    group by source, id_type, id_hash
+
+)
+
+select * from renamed
