@@ -84,6 +84,12 @@ class WindowLimiter:
                 self._settled_max.append(max(previous, answered))
             self._cond.notify_all()
 
+    @property
+    def sent(self) -> int:
+        """Requests sent through this limiter so far (every attempt)."""
+        with self._cond:
+            return len(self._answered)
+
     @contextmanager
     def slot(self) -> Iterator[int]:
         ticket = self.acquire()
@@ -101,6 +107,13 @@ class EndpointLimiters:
 
     def __getitem__(self, endpoint: str) -> WindowLimiter:
         return self._limiters[endpoint]
+
+    def sent(self) -> dict[str, int]:
+        """Requests sent per endpoint (endpoints never called are left out)."""
+        return {name: limiter.sent for name, limiter in self._limiters.items() if limiter.sent}
+
+    def windows(self, endpoint: str) -> tuple[Window, ...]:
+        return self._limiters[endpoint].windows
 
     def waited_seconds(self) -> float:
         return sum(limiter.waited_seconds for limiter in self._limiters.values())

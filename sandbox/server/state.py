@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 from starlette.responses import JSONResponse, Response
 
 from sandbox.server.faults import FaultInjector
@@ -308,13 +309,13 @@ class DestinationStore:
                 for key, payload in items:
                     known = existing.get(key)
                     if known is not None and keep_existing:
-                        out.append((StoredObject(vendor, kind, key, json.loads(known[0]), known[1], known[2]), False))
+                        out.append((StoredObject(vendor, kind, key, orjson.loads(known[0]), known[1], known[2]), False))
                         continue
                     created_at = known[1] if known is not None else now
-                    body = json.dumps(payload, default=str)
+                    body = orjson.dumps(payload, default=str).decode()
                     existing[key] = (body, created_at, now)
                     rows.append((vendor, kind, key, body, created_at, now))
-                    out.append((StoredObject(vendor, kind, key, dict(payload), created_at, now), known is None))
+                    out.append((StoredObject(vendor, kind, key, payload, created_at, now), known is None))
                 conn.executemany(
                     "INSERT INTO objects (vendor, kind, key, payload_json, created_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (vendor, kind, key) DO UPDATE SET"

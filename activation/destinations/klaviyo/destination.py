@@ -58,12 +58,16 @@ class KlaviyoDestination:
         *,
         revision: str = "2025-10-15",
         workers: int = 8,
+        import_workers: int = 2,
         first_import_size: int = 1_000,
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = KlaviyoClient(base_url, api_key, revision, policy)
         self.workers = workers
+        # Klaviyo works through a job after accepting it: sending every job at once only
+        # delays the first one, and the events wait for their profiles' job.
+        self.import_workers = import_workers
         # The first import job is small so that events (the slowest stream under the
         # limits) can start while the big jobs are still being imported.
         self.first_import_size = first_import_size
@@ -121,7 +125,7 @@ class KlaviyoDestination:
         import_errors: dict[int, str] = {}
         event_errors: dict[int, str] = {}
         with (
-            ThreadPoolExecutor(self.workers, thread_name_prefix="klaviyo-import") as imports,
+            ThreadPoolExecutor(self.import_workers, thread_name_prefix="klaviyo-import") as imports,
             ThreadPoolExecutor(self.workers, thread_name_prefix="klaviyo-events") as events,
         ):
             jobs: dict[Future[_Result], range] = {

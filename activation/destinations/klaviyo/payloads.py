@@ -3,16 +3,18 @@ vendor's count and size limits without encoding anything twice."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import orjson
 
 from activation.destinations.base import Member
 
 
 def encode(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode()
+    """Compact JSON; orjson because a 100k-profile push encodes 200k items."""
+    return orjson.dumps(obj, default=str)
 
 
 def profile_item(member: Member) -> bytes:

@@ -24,6 +24,7 @@ from sandbox.server.vendors.klaviyo.events import metric_for, nested_data
 from sandbox.server.vendors.klaviyo.profiles import (
     WRITE_LOCK,
     Upsert,
+    profile_ids_by_email,
     resource_body,
     upsert_profiles,
     validate_attributes,
@@ -98,33 +99,49 @@ def _entries(ctx: Ctx, body: dict[str, Any]) -> list[tuple[Upsert, list[_Event]]
     return out
 
 
+def _profile_ids(ctx: Ctx, upserts: list[Upsert]) -> list[str]:
+    """The profile of each entry. Entries that only name an existing profile by email are
+    looked up (no write); the others are created or updated as Create Event does."""
+    ids: list[str | None] = [None] * len(upserts)
+    named = [i for i, u in enumerate(upserts) if u.profile_id is None and set(u.attributes) == {"email"}]
+    found = profile_ids_by_email(ctx, [upserts[i].attributes["email"].lower() for i in named])
+    for i in named:
+        ids[i] = found.get(upserts[i].attributes["email"].lower())
+    rest = [i for i, pid in enumerate(ids) if pid is None]
+    if not rest:
+        return [pid for pid in ids if pid is not None]
+    for i, result in zip(rest, upsert_profiles(ctx, [upserts[i] for i in rest]), strict=True):
+        if isinstance(result, KlaviyoError):
+            raise result
+        ids[i] = result[0]
+    return [pid for pid in ids if pid is not None]
+
+
 def create_event_bulk_job(ctx: Ctx) -> Response:
     """POST /api/event-bulk-create-jobs: 202, no body."""
     if len(read_body(ctx.request)) > MAX_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
     body = ctx.body()
     entries = _entries(ctx, body)
-    results = upsert_profiles(ctx, [upsert for upsert, _ in entries])
-    for result in results:
-        if isinstance(result, KlaviyoError):
-            raise result
+    profile_ids = _profile_ids(ctx, [upsert for upsert, _ in entries])
     items: list[tuple[str, dict[str, Any]]] = []
+    stamps: dict[datetime, str] = {}
+    batch = uuid.uuid4().hex[:24]  # event ids: one random prefix per request, then a counter
     with WRITE_LOCK:
         metric_ids: dict[str, str] = {}
-        for (_, events), result in zip(entries, results, strict=True):
-            profile_id = result[0]  # type: ignore[index]
+        for (_, events), profile_id in zip(entries, profile_ids, strict=True):
             for event in events:
                 if event.metric not in metric_ids:
                     metric_ids[event.metric] = metric_for(ctx, event.metric)
                 metric_id = metric_ids[event.metric]
-                event_id = str(uuid.uuid4())
+                event_id = f"{batch}{len(items):04d}"
                 key = f"{metric_id}:{profile_id}:{event.unique_id}" if event.unique_id else event_id
                 stored = {**event.properties, **({"$value": event.value} if event.value is not None else {})}
                 payload = {
                     "event_id": event_id,
                     "metric_id": metric_id,
                     "profile_id": profile_id,
-                    "datetime": format_ts(event.when),
+                    "datetime": stamps.get(event.when) or stamps.setdefault(event.when, format_ts(event.when)),
                     "properties": stored,
                 }
                 items.append((key, payload))

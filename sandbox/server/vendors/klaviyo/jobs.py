@@ -12,6 +12,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pyarrow as pa
 from starlette.responses import Response
 
@@ -88,7 +89,7 @@ def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
     pointer = f"/data/attributes/profiles/data/{i}"
     if not isinstance(item, dict) or item.get("type") != "profile":
         raise invalid("Each profile must be a resource object of type 'profile'.", pointer=f"{pointer}/type")
-    if len(json.dumps(item)) > MAX_PROFILE_BYTES:
+    if len(orjson.dumps(item)) > MAX_PROFILE_BYTES:
         raise invalid("A profile may not exceed 100 KB.", pointer=pointer)
     attributes = validate_attributes(item.get("attributes") or {}, f"{pointer}/attributes")
     check_reject_fault(ctx, attributes, f"{pointer}/attributes")

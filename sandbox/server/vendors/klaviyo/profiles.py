@@ -9,7 +9,6 @@ profile import, which is why an audience push cannot subscribe anyone).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from sandbox.server.vendors.klaviyo import overlays
@@ -120,7 +120,7 @@ def _store_attributes(row: Row) -> dict[str, Any]:
 
 def current_attributes(row: Row) -> dict[str, Any]:
     if row.get("attributes_json"):
-        return json.loads(row["attributes_json"])
+        return orjson.loads(row["attributes_json"])
     return _store_attributes(row)
 
 
@@ -392,6 +392,25 @@ def _resolve(item: Upsert, current: dict[str, dict[str, Any]], index: dict[tuple
             "A profile needs at least one identifier: email, phone_number or external_id.", pointer=item.pointer
         )
     return next((index[k] for k in keys if k in index), None)
+
+
+def profile_ids_by_email(ctx: Ctx, emails: list[str]) -> dict[str, str]:
+    """Visible profile id per lowercased email (the oldest profile, as writes resolve them):
+    a read-only lookup for writes that only name a profile, such as events."""
+    relation, params = profile_source(ctx)
+    rows = (
+        ctx.db()
+        .execute(
+            f"SELECT id, lower(email) FROM ({relation}) AS p WHERE lower(email) IN (SELECT unnest($emails))"
+            " ORDER BY created, id",
+            {**params, "emails": emails},
+        )
+        .fetchall()
+    )
+    found: dict[str, str] = {}
+    for pid, email in rows:
+        found.setdefault(email, pid)
+    return found
 
 
 def upsert_profile(ctx: Ctx, item: Upsert) -> tuple[str, bool]:
