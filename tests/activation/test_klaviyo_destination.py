@@ -214,6 +214,25 @@ def test_with_faults_every_member_is_delivered_after_retry_passes_and_no_limit_i
     assert destination.retries > 0 and destination.throttled > 0
 
 
+def test_pacing_holds_tight_limits_with_many_requests_in_flight(sb) -> None:
+    """Both sides at 2 requests per second per endpoint: the concurrent import jobs, job polls
+    and event requests are all paced, and the sandbox counts no violation."""
+    tight = {"burst_m": {"limit": 2}, "burst_l": {"limit": 2}}
+    sb.control("PUT", "limits", json={"klaviyo": tight})
+    destination = KlaviyoDestination(
+        sb.vendor_url("klaviyo"), _key(sb), first_import_size=100, tiers={"m": (Window(2, 1.0), Window(150, 60.0))}
+    )
+    members = _members("tight", 1200)  # 3 import jobs (100, 1,000, 100), 3 polls, 3 event requests
+
+    started = time.monotonic()
+    outcomes = destination.upsert(_audience("tight"), members)
+
+    assert all(o.status == "ok" for o in outcomes)
+    assert time.monotonic() - started >= 1.0  # the third request of an endpoint waits a window
+    assert _counters(sb)["rate_limited"].get("klaviyo", 0) == 0
+    assert destination.throttled == 0 and destination.retries == 0
+
+
 def test_a_wrong_key_raises_the_credential_error_without_the_key(sb) -> None:
     secret = "pk_wrong_0123456789abcdef"
     destination = KlaviyoDestination(sb.vendor_url("klaviyo"), secret)

@@ -10,13 +10,14 @@ attempt, and counters the sync engine reports.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
 
 from activation.destinations.klaviyo.tiers import ENDPOINTS, windows
-from activation.destinations.pacing import EndpointLimiters, WindowLimiter
+from activation.destinations.pacing import EndpointLimiters, Window, WindowLimiter
 from ingestion.common.http import RetryPolicy, VendorSession
 from ingestion.common.pacing import Pacer
 
@@ -85,13 +86,20 @@ class _Session(VendorSession):
 class KlaviyoClient:
     """Calls Klaviyo endpoints by name (see `tiers.ENDPOINTS`), from any number of threads."""
 
-    def __init__(self, base_url: str, api_key: str, revision: str, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        revision: str,
+        policy: RetryPolicy | None = None,
+        tiers: Mapping[str, tuple[Window, Window]] | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.revision = revision
         self.policy = policy or RetryPolicy()
         self.counters = Counters()
-        self.limiters = EndpointLimiters({name: windows(name) for name in ENDPOINTS})
+        self.limiters = EndpointLimiters({name: windows(name, tiers) for name in ENDPOINTS})
         self._local = threading.local()
         self._sessions: list[_Session] = []
         self._sessions_lock = threading.Lock()

@@ -17,7 +17,7 @@ tier (see `activation.destinations.pacing`), so a push never earns a rate-limit 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from activation.destinations.base import Audience, Member, Outcome
 from activation.destinations.klaviyo import payloads, tiers
 from activation.destinations.klaviyo.client import KlaviyoClient, error_detail, error_pointer
+from activation.destinations.pacing import Window
 from ingestion.common.errors import RequestFailed
 from ingestion.common.http import RetryPolicy
 
@@ -61,9 +62,12 @@ class KlaviyoDestination:
         import_workers: int = 2,
         first_import_size: int = 1_000,
         policy: RetryPolicy | None = None,
+        tiers: Mapping[str, tuple[Window, Window]] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.client = KlaviyoClient(base_url, api_key, revision, policy)
+        # `tiers` overrides Klaviyo's documented sizes by name ("m": (burst, steady)), for an
+        # account whose limits differ.
+        self.client = KlaviyoClient(base_url, api_key, revision, policy, tiers)
         self.workers = workers
         # Klaviyo works through a job after accepting it: sending every job at once only
         # delays the first one, and the events wait for their profiles' job.

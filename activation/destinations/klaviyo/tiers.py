@@ -6,6 +6,8 @@ and steady (1 min). Sizes and batch limits from Klaviyo's API reference (revisio
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from activation.destinations.pacing import Window
 
 TIERS: dict[str, tuple[Window, Window]] = {
@@ -40,5 +42,7 @@ SUPPRESS_MAX_EMAILS = 100
 LOOKUP_MAX_EMAILS = 100
 
 
-def windows(endpoint: str) -> tuple[Window, Window]:
-    return TIERS[ENDPOINTS[endpoint][2]]
+def windows(endpoint: str, tiers: Mapping[str, tuple[Window, Window]] | None = None) -> tuple[Window, Window]:
+    """The endpoint's windows: its tier's size in `tiers` (overrides by size) or Klaviyo's."""
+    size = ENDPOINTS[endpoint][2]
+    return (tiers or {}).get(size, TIERS[size])
