@@ -7,6 +7,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
+from orchestration.defs.activation.pushes import push_assets
 from orchestration.defs.ingestion.assets import source_assets
 from orchestration.defs.privacy.erasure import erased_identifiers
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
@@ -16,7 +17,7 @@ from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy],
+    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy, *push_assets],
     asset_checks=identity_checks,
     jobs=[nightly_job],
     schedules=[nightly_schedule],

@@ -33,6 +33,8 @@ def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
         "SOURCES__KLAVIYO__API_KEY": c["klaviyo"]["api_key"],
         "SOURCES__MAILCHIMP__BASE_URL": f"{base}/mailchimp",
         "SOURCES__MAILCHIMP__API_KEY": c["mailchimp"]["api_key"],
+        # The audience whose tags the pushes keep (the loaders read every audience).
+        "ACTIVATION__MAILCHIMP__LIST_ID": meta["ids"]["mailchimp_list_id"],
         "SOURCES__INSTAGRAM__BASE_URL": f"{base}/instagram",
         "SOURCES__INSTAGRAM__ACCESS_TOKEN": c["instagram"]["access_token"],
         "SOURCES__INSTAGRAM__IG_USER_ID": c["instagram"]["ig_user_id"],

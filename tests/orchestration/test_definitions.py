@@ -113,7 +113,22 @@ EXPECTED_ASSETS = {
     "marts/fct_checkout_funnel_steps",
     "marts/fct_checkout_exit_causes",
     "marts/abandoned_checkouts",
+    "marts/activation_holdout_results",
     "serving/analysts_copy",
+    # Pushes: per destination, carried unsubscribes, then one asset per audience.
+    *(
+        f"activation/{destination}/{audience}"
+        for destination in ("klaviyo", "mailchimp")
+        for audience in (
+            "unsubscribes",
+            "abandoned_checkouts",
+            "seg_vip_customers",
+            "seg_at_risk_subscribers",
+            "seg_lapsed_buyers",
+            "seg_discount_seekers",
+            "seg_engaged_never_bought",
+        )
+    ),
 }
 
 
@@ -158,6 +173,22 @@ def test_over_merge_checks_guard_the_identity_map_and_block():
     for name in ("customers_within_size_limit", "no_sudden_identity_jump"):
         spec = checks[("marts/customer_identifiers", name)]
         assert spec.blocking, name
+
+
+def test_pushes_wait_for_their_audience_the_identity_checks_and_the_erasures():
+    graph = defs.resolve_asset_graph()
+    push = graph.get(dg.AssetKey(["activation", "klaviyo", "abandoned_checkouts"]))
+    assert push.group_name == "activation"
+    assert {
+        dg.AssetKey(["marts", "abandoned_checkouts"]),
+        dg.AssetKey(["marts", "customer_identifiers"]),
+        dg.AssetKey(["privacy", "erased_identifiers"]),
+        dg.AssetKey(["activation", "klaviyo", "unsubscribes"]),
+    } <= push.parent_keys
+    # The identity checks block: a failed one stops everything downstream of the identity map.
+    assert dg.AssetKey(["marts", "customer_identifiers"]) in graph.get(
+        dg.AssetKey(["activation", "mailchimp", "unsubscribes"])
+    ).parent_keys
 
 
 def test_nightly_schedule_runs_the_nightly_job():
