@@ -296,11 +296,13 @@ class DestinationStore:
             try:
                 keys = list(dict.fromkeys(key for key, _ in items))
                 existing: dict[str, tuple[str, str, str]] = {}
+                # The stored payload is only needed to answer for a key that is kept as it was.
+                payload_column = "payload_json" if keep_existing else "''"
                 for start in range(0, len(keys), 500):
                     chunk = keys[start : start + 500]
                     marks = ",".join("?" * len(chunk))
                     for key, payload_json, created_at, updated_at in conn.execute(
-                        "SELECT key, payload_json, created_at, updated_at FROM objects"
+                        f"SELECT key, {payload_column}, created_at, updated_at FROM objects"
                         f" WHERE vendor=? AND kind=? AND key IN ({marks})",
                         (vendor, kind, *chunk),
                     ).fetchall():

@@ -9,6 +9,7 @@ profile import, which is why an audience push cannot subscribe anyone).
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -45,9 +46,13 @@ _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+#: Base32 letters mapped onto Crockford's alphabet (a 10,000-profile job makes 10,000 ids).
+_TO_CROCKFORD = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _CROCKFORD)
+
+
 def new_ulid() -> str:
     """A 26-character id shaped like Klaviyo's profile ids (ULIDs)."""
-    return "01" + "".join(_CROCKFORD[b % 32] for b in os.urandom(24))
+    return "01" + base64.b32encode(os.urandom(15)).decode().translate(_TO_CROCKFORD)
 
 
 # --------------------------------------------------------------------------------------------
