@@ -21,6 +21,6 @@
             and consent.email_consent_status = 'subscribed'
             and not consent.is_email_bounced
             and not consent.has_marked_email_as_spam
-            and not consent.is_erased
+            and consent.is_erased is not true
     )
 {%- endmacro %}

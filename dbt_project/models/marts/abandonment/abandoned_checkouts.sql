@@ -80,7 +80,7 @@ eligible as (
         and customers.email_consent_status = 'subscribed'
         and not customers.is_email_bounced
         and not customers.has_marked_email_as_spam
-        and not customers.is_erased
+        and customers.is_erased is not true
     -- The customer's most recent abandoned checkout.
     qualify row_number() over (
         partition by abandoned.customer_id
