@@ -1,0 +1,35 @@
+"""The marts build benchmark on a small world: both dbt builds run and the report has its shape."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+
+from benchmarks import marts_build
+
+
+def test_small_world_reports_full_and_incremental_builds(capsys, tmp_path):
+    assert marts_build.main(["--customers", "2000", "--days", "30", "--keep", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+
+    assert re.search(r"^2,000 customers, [\d,]+ Mixpanel events after the extra day$", out, re.MULTILINE), out
+    seconds = {}
+    for run in ("full", "incremental"):
+        match = re.search(rf"^ *{run}: +(\d+\.\d) s  peak (\d+\.\d\d) GiB  slowest \[\('(\w+)', ", out, re.MULTILINE)
+        assert match, out
+        seconds[run] = float(match.group(1))
+        assert 0 < float(match.group(2)) < 8, "peak memory of the dbt process tree"
+    ratio = re.search(r"^incremental / full = (\d+\.\d)% -> target 15%: (met|MISSED)$", out, re.MULTILINE)
+    assert ratio, out
+    assert abs(float(ratio.group(1)) - 100 * seconds["incremental"] / seconds["full"]) < 0.2
+
+    # the builds were real: the marts exist, and the extra day reached the raw events and the marts
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM marts.dim_customers").fetchall()[0][0] > 1000
+        newest_event, newest_checkout = con.execute(
+            "SELECT (SELECT max(time) FROM raw_mixpanel.events), (SELECT max(started_at) FROM marts.fct_checkouts)"
+        ).fetchall()[0]
+    clock = marts_build.world_clock(tmp_path / "world")
+    assert newest_event > clock, "the next day's events were appended"
+    assert newest_checkout > clock, "the incremental build picked them up"
