@@ -40,6 +40,7 @@ class Night:
     cli_email: str  # erased through the command line
     known_email: str  # a customer with orders, for the access export
     asset_metadata: dict
+    received: dict[str, str]  # what each platform's sandbox received, as JSON text
     erase_cli_output: str
 
     @property
@@ -175,6 +176,10 @@ def night(tmp_path_factory) -> Night:
         assert result.success
         materialization = result.get_asset_materialization_events()[0].materialization
         metadata = {k: v.value for k, v in materialization.metadata.items()}
+        received = {
+            vendor: json.dumps(sandbox.control("GET", "received", params={"vendor": vendor, "kind": kind}).json())
+            for vendor, kind in (("klaviyo", "data_privacy_deletion_job"), ("mailchimp", "member_delete_permanent"))
+        }
 
         # A request arriving between two nights: tombstoned only, its data still in place.
         with duckdb.connect(str(warehouse)) as con:
@@ -198,7 +203,9 @@ def night(tmp_path_factory) -> Night:
             __import__("ingestion.privacy", fromlist=["privacy_source"]).privacy_source(),
             make_pipeline("privacy", warehouse, data / "dlt-fresh"),
         )
-    return Night(data, world, erased_email, erased_ids, flagged_email, cli_email, known_email, metadata, out.getvalue())
+    return Night(
+        data, world, erased_email, erased_ids, flagged_email, cli_email, known_email, metadata, received, out.getvalue()
+    )
 
 
 def _tables(con: duckdb.DuckDBPyConnection, include_views: bool = True) -> list[tuple[str, str]]:
@@ -242,6 +249,15 @@ def test_the_night_processed_the_worlds_erasure_request(night):
             )
             == 1
         )
+
+
+def test_the_email_platforms_were_asked_to_delete_them(night):
+    outcomes = next(iter(night.asset_metadata["destinations"].values()))
+    assert outcomes["klaviyo"].get("ok", 0) >= 1, outcomes
+    assert outcomes["mailchimp"].get("ok", 0) >= 1, outcomes
+    assert night.asset_metadata["destinations_unavailable"] == {}
+    for vendor in ("klaviyo", "mailchimp"):
+        assert night.erased_email.lower() in night.received[vendor].lower(), vendor
 
 
 def test_the_tombstone_keeps_hashes_not_personal_data(night):
