@@ -145,7 +145,7 @@ def attach_devices(
     size = int(labels.max()) + 1
     is_person = np.bincount(labels[~bridge], minlength=size) > 0
     # (device, person) pairs, de-duplicated as one int64 each: far faster than a 2-D unique.
-    encoded = np.unique(device.astype(np.int64) * size + labels[other])
+    encoded = _distinct(device.astype(np.int64) * size + labels[other])
     pairs = np.stack([encoded // size, encoded % size], axis=1)
     real = pairs[is_person[pairs[:, 1]]]
     devices, first, persons = np.unique(real[:, 0], return_index=True, return_counts=True)
@@ -164,6 +164,14 @@ def attach_devices(
     labels = relabel[labels]
     shared = persons > 1
     return labels, devices[shared], persons[shared]
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values. A plain `np.unique` takes a hash-table path that is two orders of
+    magnitude slower than sorting on millions of int64 keys shaped like these (measured 4 s
+    against 0.05 s for 2M)."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered
 
 
 def resolve(
@@ -195,7 +203,7 @@ def resolve(
 # --------------------------------------------------------------------------------------------
 
 
-def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     """The previous run's ids: (node hashes, their id codes, the ids in sorted order).
 
     Codes index the sorted distinct ids, so the vote below works on integers, never on
@@ -205,30 +213,38 @@ def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         [this.schema, this.identifier],
     ).fetchall()[0][0]
     if not exists:
-        return np.empty(0, np.uint64), np.empty(0, np.int64), np.empty(0, object)
-    rows = session.sql(f"SELECT hash(node) AS h, customer_id FROM {this}").to_arrow_table()
+        return np.empty(0, np.uint64), np.empty(0, np.int64), pa.array([], type=pa.string())
+    query = f"SELECT hash(node) AS h, customer_id FROM {this} WHERE customer_id IS NOT NULL"
+    rows = session.sql(query).to_arrow_table()
     # Arrow's dictionary encoding is one hash pass; only the distinct ids are then sorted.
     ids = rows.column("customer_id").combine_chunks().dictionary_encode()
+    hashes = rows.column("h").to_numpy()
+    del rows
     order = pc.array_sort_indices(ids.dictionary).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))
     codes = rank[ids.indices.to_numpy(zero_copy_only=False)]
-    names = ids.dictionary.take(pa.array(order)).to_numpy(zero_copy_only=False)
-    return rows.column("h").to_numpy(), codes, names.astype(object)
+    return hashes, codes, ids.dictionary.take(pa.array(order))
 
 
 def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, names: np.ndarray) -> np.ndarray:
-    """A customer id per label (step 4 of the module docstring).
+    """A customer id per label (step 4 of the module docstring), as Python strings.
 
     `previous` holds each node's previous id as an index into `names` (sorted ids), -1 when
     the node is new. A person takes the previous id most of its nodes had (ties: the smaller
     id); an id claimed by several persons stays with the one holding most of its nodes (ties:
     the person with the smaller hash). Others get an id from the smallest node hash they hold,
     re-derived when that id is taken."""
+    ids = stable_id_array(labels, hashes, previous, pa.array(list(names), type=pa.string()))
+    return np.asarray(ids.to_pylist(), dtype=object)
+
+
+def stable_id_array(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, names: pa.Array) -> pa.Array:
+    """`stable_ids` as an Arrow string array: millions of ids never become Python objects."""
     n_labels = int(labels.max()) + 1 if len(labels) else 0
     anchor = np.full(n_labels, np.iinfo(np.uint64).max, dtype=np.uint64)
     np.minimum.at(anchor, labels, hashes)
-    chosen = np.full(n_labels, None, dtype=object)
+    kept_code = np.full(n_labels, -1, dtype=np.int64)
     known = previous >= 0
     if known.any():
         # (label, id) votes as one int64 each: a sort of integers, not a group-by of pairs.
@@ -238,17 +254,19 @@ def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, nam
         best = _first_per_group(label, np.lexsort((code, -votes, label)))
         label, code, votes = label[best], code[best], votes[best]
         kept = _first_per_group(code, np.lexsort((anchor[label], -votes, code)))
-        chosen[label[kept]] = names[code[kept]]
-    fresh = np.flatnonzero(np.equal(chosen, None))
-    if not len(fresh):
-        return chosen
-    candidates = _customer_ids(anchor[fresh])
-    taken = set(chosen[np.not_equal(chosen, None)].tolist())
-    if taken:  # the other part of a split already holds it
-        clash = np.fromiter((c in taken for c in candidates.tolist()), dtype=bool, count=len(candidates))
-        candidates[clash] = _customer_ids(anchor[fresh[clash]] ^ np.uint64(0x5BD1E995))
-    chosen[fresh] = candidates
-    return chosen
+        kept_code[label[kept]] = code[kept]
+    fresh = np.flatnonzero(kept_code < 0)
+    fresh_anchor = anchor[fresh]
+    candidates = _customer_ids(fresh_anchor)
+    if len(fresh) < n_labels:  # the other part of a split may already hold the candidate
+        taken = names.take(pa.array(kept_code[kept_code >= 0]))
+        clash = pc.is_in(candidates, value_set=taken).to_numpy(zero_copy_only=False)
+        if clash.any():
+            fresh_anchor[clash] ^= np.uint64(0x5BD1E995)
+            candidates = _customer_ids(fresh_anchor)
+    position = kept_code
+    position[fresh] = len(names) + np.arange(len(fresh))
+    return pa.concat_arrays([names.cast(pa.string()), candidates]).take(pa.array(position))
 
 
 def _first_per_group(groups: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -257,15 +275,17 @@ def _first_per_group(groups: np.ndarray, order: np.ndarray) -> np.ndarray:
     return order[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(order) else order
 
 
-def _customer_ids(anchors: np.ndarray) -> np.ndarray:
-    """`cus_` and 16 hex digits of each anchor, built as bytes in bulk, not one f-string each."""
-    text = np.empty((len(anchors), 20), dtype=np.uint8)
+def _customer_ids(anchors: np.ndarray) -> pa.Array:
+    """`cus_` and 16 hex digits of each anchor, written as bytes in bulk, not one f-string each."""
+    width = 20
+    text = np.empty((len(anchors), width), dtype=np.uint8)
     text[:, :4] = np.frombuffer(b"cus_", dtype=np.uint8)
     digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
     values = anchors.astype(np.uint64)
     for i in range(16):
         text[:, 4 + i] = digits[(values >> np.uint64(60 - 4 * i)) & np.uint64(15)]
-    return text.view("S20").ravel().astype("U20").astype(object)
+    offsets = np.arange(0, width * (len(anchors) + 1), width, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(anchors), pa.py_buffer(offsets), pa.py_buffer(text))
 
 
 def node_positions(index: pd.Index, hashes: np.ndarray, what: str) -> np.ndarray:
@@ -334,9 +354,9 @@ def model(dbt, session):
         previous_ids[at[still]] = previous_codes[still]
         del at, still, previous_hashes, previous_codes
     del index
-    customer_of_label = stable_ids(labels, hashes, previous_ids, previous_names)
+    customer_of_label = stable_id_array(labels, hashes, previous_ids, previous_names)
+    del hashes
 
-    # Notes as a dictionary-encoded column: a handful of texts over millions of rows.
     note_texts = ["kept apart: a link here would exceed an identifier limit"]
     note_codes = np.full(len(kinds), -1, dtype=np.int32)
     if refused:
@@ -344,29 +364,20 @@ def model(dbt, session):
     for count in np.unique(persons).tolist():
         note_texts.append(f"shared device: seen with {count} persons, linked to none")
         note_codes[shared[persons == count]] = len(note_texts) - 1
-    sizes = np.bincount(labels)
-    session.register(
-        "_identity_resolved_rows",
-        pa.table(
-            {
-                "node": nodes.column("node"),
-                "kind": pa.DictionaryArray.from_arrays(kinds, pa.array(kind_names, type=pa.string())),
-                "customer_id": pa.DictionaryArray.from_arrays(labels, pa.array(customer_of_label, type=pa.string())),
-                "previous_customer_id": pa.DictionaryArray.from_arrays(
-                    pa.array(previous_ids, mask=previous_ids < 0), pa.array(previous_names, type=pa.string())
-                ),
-                "customer_identifiers": sizes[labels],
-                "is_blocked": nodes.column("is_blocked"),
-                "block_reason": nodes.column("block_reason"),
-                "note": pa.DictionaryArray.from_arrays(
-                    pa.array(note_codes, mask=note_codes < 0), pa.array(note_texts, type=pa.string())
-                ),
-            }
-        ),
+    notes = pa.array(note_texts, type=pa.string()).take(pa.array(note_codes, mask=note_codes < 0))
+    # Plain string columns, decoded by Arrow's take: DuckDB writes them faster than it casts
+    # dictionary columns while writing.
+    resolved = pa.table(
+        {
+            "node": nodes.column("node"),
+            "kind": pa.array(kind_names, type=pa.string()).take(kinds),
+            "customer_id": customer_of_label.take(labels),
+            "previous_customer_id": previous_names.take(pa.array(previous_ids, mask=previous_ids < 0)),
+            "customer_identifiers": np.bincount(labels)[labels],
+            "is_blocked": nodes.column("is_blocked"),
+            "resolution_note": pc.coalesce(nodes.column("block_reason"), notes),
+        }
     )
-    return session.sql(
-        "SELECT node, kind::VARCHAR AS kind, customer_id::VARCHAR AS customer_id, "
-        "previous_customer_id::VARCHAR AS previous_customer_id, customer_identifiers, is_blocked, "
-        "coalesce(block_reason, note::VARCHAR) AS resolution_note "
-        "FROM _identity_resolved_rows"
-    )
+    del nodes, labels, kinds, previous_ids, note_codes, notes
+    session.register("_identity_resolved_rows", resolved)
+    return session.sql("SELECT * FROM _identity_resolved_rows")
