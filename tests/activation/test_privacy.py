@@ -18,14 +18,15 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-import pyarrow as pa
 import pytest
 
 from activation.privacy.__main__ import main as privacy_cli
-from ingestion.common.erasure import ErasureFilter, carries_erased, identifier_hash
+from ingestion.common.erasure import identifier_hash
 from ingestion.pipelines import load, make_pipeline
 from orchestration.paths import DBT_PROJECT_DIR
 from tests.conftest import running_sandbox
+
+pytestmark = pytest.mark.slow
 
 SEED, CUSTOMERS, DAYS = 11, 600, 30
 
@@ -396,22 +397,3 @@ def test_access_export_of_an_erased_person_holds_nothing(night, tmp_path):
         == 0
     )
     assert json.loads(out.read_text())["tables"] == {}
-
-
-# -- the load filter on its own ----------------------------------------------------------------
-
-
-def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
-    tombstone = frozenset({identifier_hash("gone@example.com"), identifier_hash("dev-1")})
-    step = ErasureFilter(tombstone, "orders")
-    page = [
-        {"id": 1, "customer": {"id": 9, "email": " Gone@Example.com"}},
-        {"id": 2, "customer": {"id": 8, "email": "stays@example.com"}},
-        {"resource": "orders", "reason": "missing primary key", "record": json.dumps({"email": "gone@example.com"})},
-    ]
-    assert step(page) == [page[1]]
-    assert step(page[0]) is None
-    events = pa.table({"device_id": ["dev-1", "dev-2", None], "event": ["a", "b", "c"]})
-    assert step(events).column("event").to_pylist() == ["b", "c"]
-    # An id that is not a person's (a deal, a product) never matches, whatever its value.
-    assert not carries_erased({"id": "dev-1", "product_id": "dev-1"}, tombstone, "deals")

@@ -1,0 +1,25 @@
+"""The load filter on its own: records of erased people are dropped, everyone else's kept."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from ingestion.common.erasure import ErasureFilter, carries_erased, identifier_hash
+
+
+def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
+    tombstone = frozenset({identifier_hash("gone@example.com"), identifier_hash("dev-1")})
+    step = ErasureFilter(tombstone, "orders")
+    page = [
+        {"id": 1, "customer": {"id": 9, "email": " Gone@Example.com"}},
+        {"id": 2, "customer": {"id": 8, "email": "stays@example.com"}},
+        {"resource": "orders", "reason": "missing primary key", "record": json.dumps({"email": "gone@example.com"})},
+    ]
+    assert step(page) == [page[1]]
+    assert step(page[0]) is None
+    events = pa.table({"device_id": ["dev-1", "dev-2", None], "event": ["a", "b", "c"]})
+    assert step(events).column("event").to_pylist() == ["b", "c"]
+    # An id that is not a person's (a deal, a product) never matches, whatever its value.
+    assert not carries_erased({"id": "dev-1", "product_id": "dev-1"}, tombstone, "deals")

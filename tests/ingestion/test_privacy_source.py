@@ -1,0 +1,58 @@
+"""Erasure requests from a file, as a shop's webhook receiver writes them, and from the sandbox."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pytest
+
+from ingestion.common.errors import VendorError
+from ingestion.pipelines import load, make_pipeline
+from ingestion.privacy import privacy_source, read_erasure_requests
+
+
+def test_requests_load_from_a_json_lines_file(tmp_path):
+    requests_file = tmp_path / "requests.jsonl"
+    lines = [
+        {"request_id": "r1", "email": "a@example.com", "requested_at": "2026-01-02T03:04:05Z"},
+        {
+            "request_id": "r2",
+            "email": "b@example.com",
+            "requested_at": "2026-01-03T00:00:00Z",
+            "identifiers": ["shopify:customer_id:123"],
+        },
+    ]
+    requests_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    warehouse = tmp_path / "warehouse.duckdb"
+    source = privacy_source(base_url=None, api_key=None, requests_file=str(requests_file))
+    load(source, make_pipeline("privacy", warehouse, tmp_path / "dlt"))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT request_id, email, identifiers FROM raw_privacy.erasure_requests ORDER BY 1"
+        ).fetchall()
+    assert [(r, e) for r, e, _ in rows] == [("r1", "a@example.com"), ("r2", "b@example.com")]
+    assert json.loads(rows[1][2]) == ["shopify:customer_id:123"]
+
+
+def test_requests_read_from_a_csv_file(tmp_path):
+    requests_file = tmp_path / "requests.csv"
+    requests_file.write_text(
+        "request_id,email,requested_at,identifiers\nr1,a@example.com,2026-01-02,hubspot:contact_id:7;shopify:customer_id:9\n"
+    )
+    (request,) = read_erasure_requests(requests_file=str(requests_file))
+    assert request["identifiers"] == ["hubspot:contact_id:7", "shopify:customer_id:9"]
+
+
+def test_requests_read_from_the_sandbox(sandbox):
+    requests = read_erasure_requests(base_url=f"{sandbox.url}/_sandbox")
+    assert all(r["request_id"] and r["email"] for r in requests)
+
+
+def test_a_missing_source_says_what_to_set(tmp_path):
+    with pytest.raises(VendorError, match="SOURCES__PRIVACY__BASE_URL"):
+        read_erasure_requests()
+    with pytest.raises(VendorError, match="SOURCES__PRIVACY__REQUESTS_FILE"):
+        read_erasure_requests(requests_file=str(tmp_path / "nope.jsonl"))
+    with pytest.raises(VendorError, match="SOURCES__PRIVACY__BASE_URL"):
+        read_erasure_requests(base_url="http://127.0.0.1:9")
