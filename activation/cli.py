@@ -102,8 +102,12 @@ def main(argv: list[str] | None = None) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     warehouse = args.warehouse or _default_warehouse()
-    with duckdb.connect(str(warehouse), read_only=False) as conn:
-        result = push(conn, audiences, destinations, dry_run=args.dry_run, confirm=args.confirm)
+    try:
+        with duckdb.connect(str(warehouse), read_only=False) as conn:
+            result = push(conn, audiences, destinations, dry_run=args.dry_run, confirm=args.confirm)
+    finally:
+        for destination in destinations.values():
+            destination.close()
     _print_reports(result)
     for failure in result.failures:
         print(f"FAILED {failure}", file=sys.stderr)

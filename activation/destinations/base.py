@@ -84,3 +84,7 @@ class Destination(Protocol):
         """Delete the person from the platform for an erasure request (Klaviyo's data privacy
         deletion, Mailchimp's permanent delete). Unknown addresses are ok."""
         ...
+
+    def close(self) -> None:
+        """Release connections (HTTP sessions, worker threads)."""
+        ...

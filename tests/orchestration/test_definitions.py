@@ -186,9 +186,10 @@ def test_pushes_wait_for_their_audience_the_identity_checks_and_the_erasures():
         dg.AssetKey(["activation", "klaviyo", "unsubscribes"]),
     } <= push.parent_keys
     # The identity checks block: a failed one stops everything downstream of the identity map.
-    assert dg.AssetKey(["marts", "customer_identifiers"]) in graph.get(
-        dg.AssetKey(["activation", "mailchimp", "unsubscribes"])
-    ).parent_keys
+    assert (
+        dg.AssetKey(["marts", "customer_identifiers"])
+        in graph.get(dg.AssetKey(["activation", "mailchimp", "unsubscribes"])).parent_keys
+    )
 
 
 def test_nightly_schedule_runs_the_nightly_job():

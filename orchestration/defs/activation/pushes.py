@@ -9,7 +9,7 @@ Run config (Launchpad), per asset: `dry_run` reports the plan and sends nothing;
 `confirm_large_changes` lets a change larger than the audience's guard through.
 """
 
-
+from contextlib import closing
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -58,8 +58,13 @@ def unsubscribes_asset(destination: str) -> dg.AssetsDefinition:
     )
     def _unsubscribes(context: dg.AssetExecutionContext, config: PushConfig, warehouse: WarehouseResource):
         target = destinations_from_env([destination])[destination]
-        with duckdb.connect(str(warehouse.path)) as conn:
-            counts = sync_suppressions(conn, target, run_id=context.run_id, now=_now(context), dry_run=config.dry_run)
+        try:
+            with duckdb.connect(str(warehouse.path)) as conn:
+                counts = sync_suppressions(
+                    conn, target, run_id=context.run_id, now=_now(context), dry_run=config.dry_run
+                )
+        finally:
+            target.close()
         context.log.info(f"{destination}: {counts}")
         if counts["rejected"]:
             context.log.warning(f"{destination}: {counts['rejected']} suppressions refused; retried next run")
@@ -85,7 +90,7 @@ def push_asset(audience: AudienceConfig, destination: str) -> dg.AssetsDefinitio
     )
     def _push(context: dg.AssetExecutionContext, config: PushConfig, warehouse: WarehouseResource):
         target = destinations_from_env([destination])[destination]
-        with duckdb.connect(str(warehouse.path)) as conn:
+        with duckdb.connect(str(warehouse.path)) as conn, closing(target):
             try:
                 report = sync_audience(
                     conn,
