@@ -4,8 +4,9 @@ For each request: resolve the person (`person.resolve`), delete their rows from 
 (raw tables with their dlt child rows and dlt's merge staging copies, dbt-built tables, the
 activation ledger, quarantine tables; `rows.delete_rows`), ask every destination to delete them
 (`Destination.erase`), tombstone their hashed identifiers so no later load brings them back, and
-log the request. Then, once per batch: completed dlt load packages deleted, pending ones
-scrubbed, the analysts' copy republished from the cleaned warehouse and its leftovers removed.
+log the request. Then, once per batch: the warehouse file rewritten without the freed blocks
+that still held the deleted rows, completed dlt load packages deleted, pending ones scrubbed,
+the analysts' copy republished from the cleaned warehouse and its leftovers removed.
 """
 
 from __future__ import annotations
@@ -149,9 +150,9 @@ def erase_requests(
             person, report = erase_one(con, request, destinations)
             people.append(person)
             batch.requests.append(report)
-        # Deleted rows stay in the file's free blocks until reused; a checkpoint at least
-        # folds the write-ahead log, which holds them verbatim, into the file.
         con.execute("CHECKPOINT")
+    # Deleted rows stay readable in the file's free blocks until reused: rewrite it.
+    files.compact_warehouse(Path(warehouse))
     if pipelines_dir is not None and Path(pipelines_dir).exists():
         batch.packages_deleted = files.delete_completed_packages(Path(pipelines_dir))
         for person in people:

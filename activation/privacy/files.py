@@ -6,11 +6,16 @@ the Parquet files exactly as loaded) and, after a failed run, pending ones under
 again: they are deleted. A pending package must still load, so its files are rewritten without
 the person's rows (Parquet) or lines (JSON lines). The analysts' copy is republished from the
 cleaned warehouse; leftovers of earlier publications (partial files, WAL files) are removed.
+
+DuckDB does not overwrite the blocks deleted rows lived in until it reuses them, so a deleted
+email can still be read from the warehouse file's bytes: `compact_warehouse` rewrites the file
+(seconds for a small shop, about a copy of the file's size in I/O) and replaces it in one step.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from pathlib import Path
 
@@ -94,3 +99,25 @@ def remove_stale_copies(copy: Path) -> int:
         stale.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def compact_warehouse(warehouse: Path) -> int:
+    """Rewrite `warehouse` into a fresh file holding only live rows and replace it; bytes saved.
+
+    Nothing else may hold the file (the warehouse writer pool, or no nightly run for the CLI)."""
+    warehouse = Path(warehouse)
+    fresh = warehouse.with_name(f".{warehouse.name}.compact-{os.getpid()}")
+    fresh.unlink(missing_ok=True)
+    before = warehouse.stat().st_size
+    try:
+        with duckdb.connect() as con:
+            # Attached under its own name: dbt's views name the `warehouse` catalog.
+            con.execute(f"ATTACH '{warehouse}' AS \"{warehouse.stem}\" (READ_ONLY)")
+            con.execute(f"ATTACH '{fresh}' AS compacted")
+            con.execute(f'COPY FROM DATABASE "{warehouse.stem}" TO compacted')
+        os.replace(fresh, warehouse)
+    finally:
+        fresh.unlink(missing_ok=True)
+        Path(f"{fresh}.wal").unlink(missing_ok=True)
+    Path(f"{warehouse}.wal").unlink(missing_ok=True)
+    return before - warehouse.stat().st_size

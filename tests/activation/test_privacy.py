@@ -277,6 +277,10 @@ def test_the_tombstone_keeps_hashes_not_personal_data(night):
 def test_the_erased_person_is_in_no_table_of_the_warehouse(night):
     assert _tables_mentioning(night.warehouse, night.erased_email) == []
     assert _tables_mentioning(night.warehouse, night.cli_email) == []
+    # Nor in the file's bytes: freed blocks that still held the deleted rows were rewritten.
+    content = night.warehouse.read_bytes().lower()
+    assert night.erased_email.lower().encode() not in content
+    assert night.cli_email.lower().encode() not in content
 
 
 def test_the_erased_persons_other_identifiers_are_gone_too(night):
