@@ -214,17 +214,18 @@ def _previous_ids(session, this) -> tuple[np.ndarray, np.ndarray, pa.Array]:
     ).fetchall()[0][0]
     if not exists:
         return np.empty(0, np.uint64), np.empty(0, np.int64), pa.array([], type=pa.string())
-    query = f"SELECT hash(node) AS h, customer_id FROM {this} WHERE customer_id IS NOT NULL"
-    rows = session.sql(query).to_arrow_table()
-    # Arrow's dictionary encoding is one hash pass; only the distinct ids are then sorted.
-    ids = rows.column("customer_id").combine_chunks().dictionary_encode()
-    hashes = rows.column("h").to_numpy()
-    del rows
-    order = pc.array_sort_indices(ids.dictionary).to_numpy()
-    rank = np.empty(len(order), dtype=np.int64)
-    rank[order] = np.arange(len(order))
-    codes = rank[ids.indices.to_numpy(zero_copy_only=False)]
-    return hashes, codes, ids.dictionary.take(pa.array(order))
+    # Only the distinct ids travel as text, sorted by DuckDB; each node's id comes as a 64-bit
+    # hash of it, looked up among theirs (an integer probe, not ten million strings to encode).
+    ids = session.sql(
+        f"SELECT customer_id, hash(customer_id) AS c FROM (SELECT DISTINCT customer_id FROM {this} "
+        "WHERE customer_id IS NOT NULL) ORDER BY customer_id"
+    ).to_arrow_table()
+    id_index = pd.Index(ids.column("c").to_numpy())
+    if not id_index.is_unique:
+        raise ValueError(f"int_identity__resolved: two customer ids of {this} share a 64-bit hash; rename one")
+    rows = session.sql(f"SELECT hash(node) AS h, hash(customer_id) AS c FROM {this} WHERE customer_id IS NOT NULL")
+    rows = rows.fetchnumpy()
+    return rows["h"], id_index.get_indexer(rows["c"]).astype(np.int64), ids.column("customer_id").combine_chunks()
 
 
 def stable_ids(labels: np.ndarray, hashes: np.ndarray, previous: np.ndarray, names: np.ndarray) -> np.ndarray:
@@ -320,40 +321,36 @@ def model(dbt, session):
     ).to_arrow_table()
     hashes = nodes.column("h").to_numpy()
     kinds = nodes.column("kind").to_numpy()
+    nodes = nodes.drop_columns(["h", "kind"])  # copied out above
     index = pd.Index(hashes)
     if not index.is_unique:
         raise ValueError("int_identity__resolved: two identifiers share a 64-bit hash; rename one")
-
-    links = session.sql(
-        "SELECT hash(node_a) AS a, hash(node_b) AS b, priority, is_device_link FROM _identity_edges"
-    ).fetchnumpy()
-    a = node_positions(index, links.pop("a"), "an edge")
-    b = node_positions(index, links.pop("b"), "an edge")
-    device_link = links["is_device_link"].astype(bool)
-    person = ~device_link
-    limits = {kind_names.index(k): v for k, v in limits_by_kind.items() if k in kind_names}
-    checkout = kind_names.index("shopify_checkout") if "shopify_checkout" in kind_names else -1
-    labels, refused, shared, persons = resolve(
-        len(kinds),
-        kinds,
-        a[person],
-        b[person],
-        links["priority"][person].astype(np.int64),
-        a[device_link],
-        b[device_link],
-        limits,
-        kinds == checkout,
-        hashes,
-    )
-    del a, b, links, device_link, person
 
     previous_ids = np.full(len(kinds), -1, dtype=np.int64)
     if len(previous_hashes):
         at = index.get_indexer(previous_hashes)
         still = at >= 0
         previous_ids[at[still]] = previous_codes[still]
-        del at, still, previous_hashes, previous_codes
-    del index
+        del at, still
+    del previous_hashes, previous_codes
+
+    links = session.sql(
+        "SELECT hash(node_a) AS a, hash(node_b) AS b, priority, is_device_link FROM _identity_edges"
+    ).fetchnumpy()
+    a = node_positions(index, links.pop("a"), "an edge")
+    b = node_positions(index, links.pop("b"), "an edge")
+    del index  # the largest structure here: gone before the stitch needs its memory
+    device_link = links.pop("is_device_link").astype(bool)
+    person = ~device_link
+    person_a, person_b, priority = a[person], b[person], links.pop("priority")[person].astype(np.int64)
+    device, device_other = a[device_link], b[device_link]
+    del a, b, links, device_link, person
+    limits = {kind_names.index(k): v for k, v in limits_by_kind.items() if k in kind_names}
+    checkout = kind_names.index("shopify_checkout") if "shopify_checkout" in kind_names else -1
+    labels, refused, shared, persons = resolve(
+        len(kinds), kinds, person_a, person_b, priority, device, device_other, limits, kinds == checkout, hashes
+    )
+    del person_a, person_b, priority, device, device_other
     customer_of_label = stable_id_array(labels, hashes, previous_ids, previous_names)
     del hashes
 
