@@ -119,3 +119,18 @@ def private_sandbox(fresh_world) -> Iterator[Sandbox]:
     """A sandbox server over a private copy of the world (free to advance or write)."""
     with running_sandbox(fresh_world) as sandbox:
         yield sandbox
+
+
+SMALL_WORLD = (7, 400, 30)  # seed, customers, days
+
+
+@pytest.fixture(scope="session")
+def small_world_nights(tmp_path_factory):
+    """The demo on a small world, then the next night (the clock advanced a day) in the same
+    data directory: shared by the identity and the push tests, which both compare two nights."""
+    from tests.demo_runs import demo_night
+
+    data = tmp_path_factory.mktemp("small_world_nights")
+    first = demo_night(data, *SMALL_WORLD)
+    second = demo_night(data, *SMALL_WORLD, "--advance-days", "1")
+    return [first, second]

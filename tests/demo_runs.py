@@ -6,7 +6,10 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from orchestration.paths import PROJECT_ROOT
 
@@ -27,3 +30,36 @@ def run_demo(data: Path, seed: int, customers: int, days: int, *extra: str) -> s
     result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+@dataclass
+class Night:
+    """One demo run's results kept for comparison with a later night in the same data dir
+    (the warehouse itself is overwritten by the next night)."""
+
+    data: Path
+    identity_map: dict[tuple[str, str, str], str]
+    # (destination, audience) -> addresses the ledger holds as delivered members
+    pushed: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+
+    @property
+    def warehouse(self) -> Path:
+        return self.data / "warehouse.duckdb"
+
+    @property
+    def world(self) -> Path:
+        return self.data / "sandbox"
+
+
+def demo_night(data: Path, seed: int, customers: int, days: int, *extra: str) -> Night:
+    """`run_demo`, then a snapshot of the identity map and the push ledger."""
+    run_demo(data, seed, customers, days, *extra)
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT source, id_type, id_value, customer_id FROM marts.customer_identifiers").fetchall()
+        ledger = con.execute(
+            "SELECT destination, audience, lower(email) FROM activation.sync_ledger WHERE state = 'member'"
+        ).fetchall()
+    pushed: dict[tuple[str, str], set[str]] = {}
+    for destination, audience, email in ledger:
+        pushed.setdefault((destination, audience), set()).add(email)
+    return Night(data, {(s, t, v): c for s, t, v, c in rows}, pushed)

@@ -135,10 +135,142 @@ def test_no_secret_reaches_the_output_the_warehouse_dlt_state_or_dagster(demo):
                 assert hits == 0, f"a credential is stored in {schema}.{table}.{column}"
 
 
+ABANDONED = "abandoned_checkouts"
+
+
+def _ledger_members(warehouse: Path, destination: str, audience: str) -> set[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            "SELECT lower(email) FROM activation.sync_ledger "
+            "WHERE destination = ? AND audience = ? AND state = 'member'",
+            [destination, audience],
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _expected_abandoned(warehouse: Path) -> dict[str, dict]:
+    """The abandonment mart minus its deterministic holdout: email -> row."""
+    from activation.sync.holdouts import is_held_out
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute(
+            f"SELECT customer_id, lower(email), checkout_token, cart_value FROM marts.{ABANDONED}"
+        ).fetchall()
+    return {
+        email: {"checkout_token": token, "cart_value": value}
+        for customer_id, email, token, value in rows
+        if not is_held_out(ABANDONED, customer_id, 0.1)
+    }
+
+
+def _platforms(world: Path, url: str) -> dict[str, str]:
+    from sandbox.env import sandbox_env
+
+    return sandbox_env(url, world)
+
+
+def test_the_pushes_hold_exactly_the_abandoned_audience_minus_holdouts(demo):
+    from tests.activation.vendor_reads import klaviyo_list_members, mailchimp_tagged
+    from tests.conftest import running_sandbox
+
+    warehouse, world = demo.data / "warehouse.duckdb", demo.data / "sandbox"
+    expected = _expected_abandoned(warehouse)
+    assert len(expected) >= 3, "the demo world should leave some carts behind"
+    with running_sandbox(world) as sandbox:
+        env = _platforms(world, sandbox.url)
+        klaviyo = klaviyo_list_members(
+            env["SOURCES__KLAVIYO__BASE_URL"], env["SOURCES__KLAVIYO__API_KEY"], "Abandoned checkout (24h)"
+        )
+        tagged = mailchimp_tagged(
+            env["SOURCES__MAILCHIMP__BASE_URL"],
+            env["SOURCES__MAILCHIMP__API_KEY"],
+            env["ACTIVATION__MAILCHIMP__LIST_ID"],
+            "abandoned_checkout_24h",
+        )
+    assert set(klaviyo) == set(expected)
+    for email, row in expected.items():
+        assert klaviyo[email]["checkout_token"] == row["checkout_token"]
+        assert klaviyo[email]["cart_value"] == pytest.approx(row["cart_value"])
+        assert isinstance(klaviyo[email]["line_items"], list) and klaviyo[email]["line_items"]
+    # Mailchimp tags only its own subscribed members; the rest are skipped, never created.
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        skipped = {
+            r[0]
+            for r in con.execute(
+                "SELECT lower(email) FROM activation.sync_ledger "
+                "WHERE destination = 'mailchimp' AND audience = ? AND state = 'skipped'",
+                [ABANDONED],
+            ).fetchall()
+        }
+        subscribed_in_mailchimp = {
+            r[0]
+            for r in con.execute(
+                "SELECT lower(trim(email_address)) FROM raw_mailchimp.members WHERE status = 'subscribed'"
+            ).fetchall()
+        }
+    assert set(tagged) | skipped == set(expected) and not set(tagged) & skipped
+    assert set(tagged) <= subscribed_in_mailchimp and not skipped & subscribed_in_mailchimp
+    assert _ledger_members(warehouse, "klaviyo", ABANDONED) == set(expected)
+
+
+def test_nobody_delivered_may_not_be_emailed_and_nobody_is_subscribed(demo):
+    """Against the world's truth: every address in any pushed audience belongs to a person who
+    is subscribed, never bounced or complained, and asked for no erasure."""
+    from tests.conftest import running_sandbox
+
+    warehouse, world = demo.data / "warehouse.duckdb", demo.data / "sandbox"
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        delivered = con.execute(
+            "SELECT DISTINCT lower(email) FROM activation.sync_ledger WHERE state = 'member'"
+        ).fetchall()
+        con.execute("CREATE TEMP TABLE delivered AS SELECT unnest(?::varchar[]) AS email", [[r[0] for r in delivered]])
+        refused = con.execute(
+            f"""
+            SELECT DISTINCT d.email, p.email_consent_status, p.is_bounced, p.is_spam_complaint, p.erased
+            FROM delivered d
+            JOIN '{world}/truth/identities.parquet' i ON i.id_type = 'email' AND lower(trim(i.id_value)) = d.email
+            JOIN '{world}/truth/persons.parquet' p ON p.person_id = i.person_id
+            WHERE p.email_consent_status <> 'subscribed' OR p.is_bounced OR p.is_spam_complaint OR p.erased
+            """
+        ).fetchall()
+    assert len(delivered) > 10
+    assert refused == []
+    with running_sandbox(world) as sandbox:
+        writes = sandbox.control("GET", "counters").json()["writes"]
+        received = sandbox.control("GET", "received", params={"vendor": "mailchimp", "limit": 100000}).json()
+    assert "subscription_bulk_create_job" not in writes.get("klaviyo", {})
+    for item in received["items"]:
+        body = json.dumps(item["payload"])
+        assert '"status_if_new"' not in body and '"status": "subscribed"' not in body, item["kind"]
+
+
+def test_a_second_push_over_unchanged_data_makes_no_write_call(demo):
+    from tests.conftest import running_sandbox
+
+    world = demo.data / "sandbox"
+    with running_sandbox(world) as sandbox:
+        sandbox.control("POST", "counters/reset")
+        env = {**demo.env, **_platforms(world, sandbox.url)}
+        push = subprocess.run(
+            [sys.executable, "-m", "activation", "sync"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+        )
+        assert push.returncode == 0, push.stdout[-2000:] + push.stderr[-2000:]
+        writes = sandbox.control("GET", "counters").json()["writes"]
+    assert all(not kinds for kinds in writes.values()), writes
+    assert "abandoned_checkouts" in push.stdout
+
+
 def test_a_second_demo_reuses_the_world_and_duplicates_nothing(demo):
     warehouse = demo.data / "warehouse.duckdb"
-    before = {t: _count(warehouse, t) for t in ("raw_hubspot.contacts", "raw_shopify.orders", "raw_klaviyo.events")}
+    # Klaviyo events the world made, without the "Abandoned Checkout" events Tessera's own push
+    # created, which the second night rightly loads back.
+    world_events = (
+        "(SELECT * FROM raw_klaviyo.events WHERE metric_id NOT IN "
+        "(SELECT id FROM raw_klaviyo.metrics WHERE name = 'Abandoned Checkout'))"
+    )
+    before = {t: _count(warehouse, t) for t in ("raw_hubspot.contacts", "raw_shopify.orders", world_events)}
     again = subprocess.run(demo.cmd, cwd=PROJECT_ROOT, env=demo.env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Reusing the sandbox world" in again.stdout
     assert {t: _count(warehouse, t) for t in before} == before
+    assert _count(warehouse, "(SELECT DISTINCT id FROM raw_klaviyo.events)") == _count(warehouse, "raw_klaviyo.events")

@@ -3,51 +3,24 @@ and sizes: precision and recall, traps that must never merge people, stable ids 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import duckdb
 import pytest
 
 from sandbox.identity_report import build
-from tests.demo_runs import run_demo
+from tests.conftest import SMALL_WORLD
+from tests.demo_runs import Night, demo_night
 
 pytestmark = pytest.mark.slow
 
-WORLDS = {"small": (7, 400, 30), "larger": (19, 1200, 45)}
+WORLDS = {"small": SMALL_WORLD, "larger": (19, 1200, 45)}
 SUPPORT_AND_JUNK = ("support@northwind-outfitters.com", "test@test.com", "n/a", "0000000000", "1234567890")
 
 
-@dataclass
-class Night:
-    data: Path
-    identity_map: dict[tuple[str, str, str], str]
-
-    @property
-    def warehouse(self) -> Path:
-        return self.data / "warehouse.duckdb"
-
-    @property
-    def world(self) -> Path:
-        return self.data / "sandbox"
-
-
-def _run_demo(data: Path, seed: int, customers: int, days: int, *extra: str) -> Night:
-    run_demo(data, seed, customers, days, *extra)
-    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
-        rows = con.execute("SELECT source, id_type, id_value, customer_id FROM marts.customer_identifiers").fetchall()
-    return Night(data, {(s, t, v): c for s, t, v, c in rows})
-
-
 @pytest.fixture(scope="module")
-def nights(tmp_path_factory) -> dict[str, list[Night]]:
-    out: dict[str, list[Night]] = {}
-    for name, (seed, customers, days) in WORLDS.items():
-        data = tmp_path_factory.mktemp(f"identity_{name}")
-        out[name] = [_run_demo(data, seed, customers, days)]
-    seed, customers, days = WORLDS["small"]
-    out["small"].append(_run_demo(out["small"][0].data, seed, customers, days, "--advance-days", "1"))
-    return out
+def nights(tmp_path_factory, small_world_nights) -> dict[str, list[Night]]:
+    seed, customers, days = WORLDS["larger"]
+    larger = demo_night(tmp_path_factory.mktemp("identity_larger"), seed, customers, days)
+    return {"small": small_world_nights, "larger": [larger]}
 
 
 @pytest.mark.parametrize("name", WORLDS)
