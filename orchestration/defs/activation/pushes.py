@@ -20,6 +20,7 @@ from activation.settings import destinations_from_env
 from activation.sync.engine import GuardTripped, sync_audience, sync_suppressions
 from orchestration.defs.transform.dbt import dbt_project, logical_now
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+from orchestration.retries import VENDOR_CALL_RETRY
 
 DESTINATIONS = ("klaviyo", "mailchimp")
 # Every push waits for these: the identity map and its blocking checks, the consent-bearing
@@ -51,6 +52,7 @@ def unsubscribes_asset(destination: str) -> dg.AssetsDefinition:
         kinds={destination},
         deps=GATES,
         pool=WAREHOUSE_POOL,
+        retry_policy=VENDOR_CALL_RETRY,
         description=(
             f"Unsubscribes and spam complaints learned from the other email platform, suppressed in "
             f"{destination.title()} (only ever away from subscribed), once per address."
@@ -82,6 +84,7 @@ def push_asset(audience: AudienceConfig, destination: str) -> dg.AssetsDefinitio
         kinds={destination},
         deps=[dg.AssetKey(["marts", audience.name]), *GATES, dg.AssetKey(["activation", destination, "unsubscribes"])],
         pool=WAREHOUSE_POOL,
+        retry_policy=VENDOR_CALL_RETRY,
         description=(
             f"`marts.{audience.name}` kept in sync with {destination.title()} ({where!r}): adds, updates and "
             f"removals since the last push, consented customers only, {audience.holdout_share:.0%} held out."
@@ -102,7 +105,8 @@ def push_asset(audience: AudienceConfig, destination: str) -> dg.AssetsDefinitio
                     confirm=config.confirm_large_changes,
                 )
             except GuardTripped as exc:
-                raise dg.Failure(description=str(exc), metadata=exc.report.as_dict()) from None
+                # A tripped guard trips again on a retry: it waits for someone to confirm.
+                raise dg.Failure(description=str(exc), metadata=exc.report.as_dict(), allow_retries=False) from None
         verb = "would be" if report.dry_run else "were"
         context.log.info(
             f"{destination}/{audience.name}: {report.planned_adds} adds, {report.planned_updates} updates, "

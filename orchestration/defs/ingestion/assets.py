@@ -12,7 +12,7 @@ from typing import Any
 
 import dagster as dg
 import duckdb
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.sources import DltSource
 
@@ -26,6 +26,7 @@ from ingestion.mixpanel import mixpanel_source
 from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
 from ingestion.shopify import shopify_source
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
+from orchestration.retries import VENDOR_CALL_RETRY
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,18 @@ def _quarantined_by_resource(warehouse: Path, dataset: str, load_ids: list[str])
 def build_source_assets(source: Source) -> dg.AssetsDefinition:
     spec_pipeline = make_pipeline(source.vendor, warehouse=_SPEC_DIR / "unused.duckdb", pipelines_dir=_SPEC_DIR)
 
-    @dlt_assets(
-        dlt_source=source.factory(**source.spec_settings),
-        dlt_pipeline=spec_pipeline,
+    # What `@dlt_assets` does (specs from the source, one subsettable multi-asset), spelled out
+    # because that decorator takes no retry policy.
+    @dg.multi_asset(
+        specs=build_dlt_asset_specs(
+            dlt_source=source.factory(**source.spec_settings),
+            dlt_pipeline=spec_pipeline,
+            dagster_dlt_translator=RawTranslator(),
+        ),
         name=f"{source.vendor}_source",
-        dagster_dlt_translator=RawTranslator(),
+        can_subset=True,
         pool=WAREHOUSE_POOL,
+        retry_policy=VENDOR_CALL_RETRY,
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
         pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)

@@ -1,0 +1,42 @@
+"""Steps that call a vendor are retried with backoff; dbt is not (a failing model fails again)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from orchestration.definitions import defs
+from orchestration.retries import VENDOR_CALL_RETRY
+
+
+def _retry_policies() -> dict[str, dg.RetryPolicy | None]:
+    graph = defs.resolve_asset_graph()
+    return {
+        key.to_user_string(): graph.get(key).assets_def.node_def.retry_policy
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).is_materializable
+    }
+
+
+def test_loads_and_pushes_retry_with_exponential_backoff_and_jitter():
+    policies = _retry_policies()
+    vendor_callers = [k for k in policies if k.startswith(("raw_", "activation/"))]
+    assert len([k for k in vendor_callers if k.startswith("raw_")]) >= 20
+    assert len([k for k in vendor_callers if k.startswith("activation/")]) >= 10
+    for key in vendor_callers:
+        assert policies[key] == VENDOR_CALL_RETRY, key
+    assert VENDOR_CALL_RETRY.max_retries >= 1
+    assert VENDOR_CALL_RETRY.backoff == dg.Backoff.EXPONENTIAL
+    assert VENDOR_CALL_RETRY.jitter is not None
+
+
+def test_dbt_models_are_not_retried():
+    policies = _retry_policies()
+    dbt_keys = [k for k in policies if k.startswith(("staging/", "intermediate/", "marts/", "seeds/"))]
+    assert dbt_keys
+    for key in dbt_keys:
+        assert policies[key] is None, key
+
+
+def test_the_nightly_job_adds_no_blanket_retry():
+    # A job-wide op_retry_policy would retry dbt too.
+    assert defs.resolve_job_def("nightly").op_retry_policy is None
