@@ -12,6 +12,7 @@ from orchestration.defs.ingestion.assets import source_assets
 from orchestration.defs.privacy.erasure import erased_identifiers
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
 from orchestration.defs.schedules import nightly_job, nightly_schedule
+from orchestration.defs.sensors import run_failure_alert
 from orchestration.defs.serving.analysts_copy import analysts_copy
 from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
@@ -21,6 +22,7 @@ defs = dg.Definitions(
     asset_checks=identity_checks,
     jobs=[nightly_job],
     schedules=[nightly_schedule],
+    sensors=[run_failure_alert],
     resources={
         "dlt": DagsterDltResource(),
         # dbt from this Python environment, so the UI works without an activated venv.

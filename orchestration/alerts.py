@@ -1,0 +1,147 @@
+"""Failure alerts: what a failed run is summarized as, with no secret in it, and the webhook it goes to.
+
+Plain Python, so the summary can be built and posted without a sensor. The webhook body is
+Slack-compatible (a `text` field an incoming webhook shows as the message) and carries the same
+facts as fields for any other receiver: job, run id, failed steps with their errors, a link.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import requests
+
+WEBHOOK_SETTING = "TESSERA_ALERT_WEBHOOK_URL"
+DAGSTER_URL_SETTING = "TESSERA_DAGSTER_URL"
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
+# A dbt failure can carry pages of log; a chat message needs the first lines.
+MAX_ERROR_CHARS = 600
+REDACTED = "***"
+
+# Environment variables whose values are credentials: their values are cut out of any text sent.
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|WEBHOOK|AUTH|USERNAME", re.IGNORECASE)
+# Credential shapes that may reach an error message without being in this process's environment:
+# HTTP auth headers, key=value pairs in URLs or messages, URL user info, and the vendors' key formats.
+_SECRET_PATTERNS = [
+    (re.compile(r"(?i)\b(bearer|basic|klaviyo-api-key)\s+[\w.~+/=-]+"), rf"\1 {REDACTED}"),
+    (
+        re.compile(
+            r"(?i)\b(api[_-]?key|apikey|access[_-]?token|token|secret|password|client[_-]?secret)"
+            r"(\"?'?\s*[=:]\s*\"?'?)[^\s&\"',;}]+"
+        ),
+        rf"\1\2{REDACTED}",
+    ),
+    (re.compile(r"(?i)(://)[^/\s:@]+:[^/\s@]+@"), rf"\1{REDACTED}@"),
+    (re.compile(r"\b[0-9a-f]{32}-us\d{1,2}\b"), REDACTED),  # Mailchimp API key
+    (re.compile(r"\bpk_[A-Za-z0-9]{10,}\b"), REDACTED),  # Klaviyo private key
+    (re.compile(r"\bpat-[a-z0-9]{2,4}-[0-9a-f-]{20,}\b"), REDACTED),  # HubSpot private app token
+    (re.compile(r"\b(EAA|IGQ)[A-Za-z0-9]{20,}\b"), REDACTED),  # Meta/Instagram access token
+    (re.compile(r"\bshpat_[0-9a-fA-F]{20,}\b"), REDACTED),  # Shopify Admin API token
+]
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`text` with every credential it may carry replaced by `***`: the values of secret-named
+    environment variables, auth headers, `key=value` credentials and the vendors' key formats."""
+    env = os.environ if env is None else env
+    # Longest first, so a secret containing another is cut out whole.
+    values = sorted({v for k, v in env.items() if _SECRET_NAME.search(k) and len(v) >= 4}, key=len, reverse=True)
+    for value in values:
+        text = text.replace(value, REDACTED)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@dataclass(frozen=True)
+class FailedStep:
+    step: str
+    error: str
+
+
+@dataclass(frozen=True)
+class FailureSummary:
+    """What went wrong in one run, safe to post anywhere."""
+
+    job: str
+    run_id: str
+    error: str
+    link: str
+    failed_steps: list[FailedStep] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """One chat message: what failed, the first errors, and where to look."""
+        lines = [f"Tessera run failed: job `{self.job}`, run `{self.run_id}`"]
+        for step in self.failed_steps[:5]:
+            first_line = step.error.splitlines()[0] if step.error else "no error message"
+            lines.append(f"- `{step.step}`: {first_line}")
+        if len(self.failed_steps) > 5:
+            lines.append(f"- and {len(self.failed_steps) - 5} more step(s)")
+        if not self.failed_steps:
+            lines.append(f"- {self.error.splitlines()[0] if self.error else 'no error message'}")
+        lines.append(f"<{self.link}|Open the run in Dagster>")
+        return "\n".join(lines)
+
+    def as_payload(self) -> dict:
+        """The webhook's JSON body."""
+        return {"text": self.text, **asdict(self)}
+
+
+def run_link(run_id: str, env: Mapping[str, str] | None = None) -> str:
+    """The run's page in the Dagster UI (`TESSERA_DAGSTER_URL`, else the local `dagster dev`)."""
+    env = os.environ if env is None else env
+    base = (env.get(DAGSTER_URL_SETTING) or DEFAULT_DAGSTER_URL).rstrip("/")
+    return f"{base}/runs/{run_id}"
+
+
+def summarize(
+    job: str,
+    run_id: str,
+    run_error: str,
+    failed_steps: Mapping[str, str],
+    env: Mapping[str, str] | None = None,
+) -> FailureSummary:
+    """A `FailureSummary` with every error redacted and cut to a readable length."""
+
+    def clean(text: str) -> str:
+        text = redact(text.strip(), env)
+        return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+    steps = [FailedStep(step=key, error=clean(error)) for key, error in failed_steps.items()]
+    return FailureSummary(
+        job=job,
+        run_id=run_id,
+        error=clean(run_error),
+        link=run_link(run_id, env),
+        failed_steps=steps,
+    )
+
+
+class WebhookError(RuntimeError):
+    """The alert webhook did not accept the alert after every attempt."""
+
+
+def post_alert(url: str, summary: FailureSummary, attempts: int = 3, timeout: float = 10) -> int:
+    """POST the summary to `url`; returns the HTTP status. Retries connection errors, 429 and
+    5xx with a short backoff; raises WebhookError (never naming the URL, which often holds a
+    token) when it still fails."""
+    last = "no attempt made"
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(2 ** (attempt - 1))
+        try:
+            response = requests.post(url, json=summary.as_payload(), timeout=timeout)
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+            continue
+        if response.status_code < 400:
+            return response.status_code
+        last = f"HTTP {response.status_code}"
+        if response.status_code != 429 and response.status_code < 500:
+            break
+    raise WebhookError(f"the alert webhook ({WEBHOOK_SETTING}) refused the alert: {last}")
