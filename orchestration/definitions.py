@@ -14,11 +14,12 @@ from orchestration.defs.quality.identity import IdentityGuardrails, identity_che
 from orchestration.defs.schedules import nightly_job, nightly_schedule
 from orchestration.defs.sensors import run_failure_alert
 from orchestration.defs.serving.analysts_copy import analysts_copy
+from orchestration.defs.serving.run_report import run_report
 from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy, *push_assets],
+    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy, *push_assets, run_report],
     asset_checks=identity_checks,
     jobs=[nightly_job],
     schedules=[nightly_schedule],

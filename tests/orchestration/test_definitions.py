@@ -115,6 +115,7 @@ EXPECTED_ASSETS = {
     "marts/abandoned_checkouts",
     "marts/activation_holdout_results",
     "serving/analysts_copy",
+    "serving/run_report",
     # Pushes: per destination, carried unsubscribes, then one asset per audience.
     *(
         f"activation/{destination}/{audience}"
