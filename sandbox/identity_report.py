@@ -16,6 +16,8 @@ id_value) as in truth/identities.parquet and marts.customer_identifiers):
   two sources) are one. A person who never logged in or typed an email on a device makes that
   device unlinkable, whatever a resolver does.
 - Recall (all): the same over every pair of one person, linkable or not, for scale.
+- People who asked for erasure (truth's `erased`) are left out of the truth: Tessera deletes
+  them from the warehouse, so their identifiers are rightly absent from the map.
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ def _pairs(counts: np.ndarray) -> int:
 
 def scores(con: duckdb.DuckDBPyConnection, world: Path) -> dict:
     """Pairwise precision and recall of marts.customer_identifiers against the world's truth."""
+    truth = world / "truth"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE truth AS SELECT * FROM read_parquet('{world / 'truth' / 'identities.parquet'}')"
+        f"""CREATE OR REPLACE TEMP TABLE truth AS
+            SELECT * FROM read_parquet('{truth / 'identities.parquet'}')
+            WHERE person_id NOT IN (
+                SELECT person_id FROM read_parquet('{truth / 'persons.parquet'}') WHERE coalesce(erased, false)
+            )"""
     )
     con.execute(
         """

@@ -130,7 +130,10 @@ def small_world_nights(tmp_path_factory):
     data directory: shared by the identity and the push tests, which both compare two nights."""
     from tests.demo_runs import demo_night
 
-    data = tmp_path_factory.mktemp("small_world_nights")
+    root = tmp_path_factory.mktemp("small_world_nights")
+    data = root / "data"
     first = demo_night(data, *SMALL_WORLD)
+    first.snapshot = root / "first_night.duckdb"
+    shutil.copy(first.warehouse, first.snapshot)
     second = demo_night(data, *SMALL_WORLD, "--advance-days", "1")
     return [first, second]

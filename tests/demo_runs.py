@@ -41,6 +41,8 @@ class Night:
     identity_map: dict[tuple[str, str, str], str]
     # (destination, audience) -> addresses the ledger holds as delivered members
     pushed: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # A copy of the warehouse as this night left it (the data dir's file belongs to the last night).
+    snapshot: Path | None = None
 
     @property
     def warehouse(self) -> Path:

@@ -14,11 +14,9 @@ import pytest
 import yaml
 
 from orchestration.paths import PROJECT_ROOT
-from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
-SEED, CUSTOMERS, DAYS = 7, 400, 30
 WORLD_TABLES = ("shopify_products", "shopify_orders", "klaviyo_events", "klaviyo_metrics", "mailchimp_activity")
 VARS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
 
@@ -44,10 +42,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Run:
-    data = tmp_path_factory.mktemp("marts")
-    run_demo(data, SEED, CUSTOMERS, DAYS)
-    return Run(data)
+def run(small_world_nights) -> Run:
+    # The small world after its second night (shared with the identity and push tests).
+    return Run(small_world_nights[-1].data)
 
 
 @pytest.fixture(scope="module")

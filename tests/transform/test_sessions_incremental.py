@@ -16,17 +16,11 @@ import duckdb
 import pytest
 
 from orchestration.paths import PROJECT_ROOT
-from tests.demo_runs import run_demo
 
 pytestmark = pytest.mark.slow
 
-SEED, CUSTOMERS, DAYS = 13, 400, 30
 # Built from the incremental sessions table: each must come out the same from both warehouses.
 COMPARED = ("intermediate.int_device_sessions", "intermediate.int_sessions", "marts.fct_checkouts")
-
-
-def _run_demo(data: Path, *extra: str) -> None:
-    run_demo(data, SEED, CUSTOMERS, DAYS, *extra)
 
 
 def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
@@ -38,14 +32,12 @@ def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def warehouses(tmp_path_factory) -> dict[str, Path]:
-    data = tmp_path_factory.mktemp("sessions")
+def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
+    # Two nights of the small world: the second loaded a new day of events and events of
+    # earlier days that arrived late.
+    first, second = small_world_nights
+    data, first_night = second.data, first.snapshot
     scratch = tmp_path_factory.mktemp("sessions_scratch")
-    _run_demo(data)
-    first_night = scratch / "first_night.duckdb"
-    shutil.copy(data / "warehouse.duckdb", first_night)
-    # The next night loads a new day of events and events of earlier days that arrived late.
-    _run_demo(data, "--advance-days", "1")
     clock = json.loads((data / "sandbox" / "world.json").read_text())["clock"]
     now = json.dumps({"tessera__now": clock})
     # Incremental: the sessions table as the first night left it, brought up to date by one run.
