@@ -66,6 +66,7 @@ EXPECTED_ASSETS = {
     "seeds/identity_blocklist",
     "seeds/sentiment_lexicon",
     "intermediate/int_identity__occurrences",
+    "intermediate/int_identity__mixpanel_pairs",
     "intermediate/int_identity__nodes",
     "intermediate/int_identity__edges",
     "intermediate/int_identity__resolved",

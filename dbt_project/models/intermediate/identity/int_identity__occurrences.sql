@@ -118,10 +118,8 @@ mixpanel_pairs as (
         device_id,
         user_id,
         checkout_id,
-        min(occurred_at) as seen_at
-    from {{ ref('stg_mixpanel__events') }}
-    where device_id is not null
-    group by all
+        seen_at
+    from {{ ref('int_identity__mixpanel_pairs') }}
 
 ),
 
