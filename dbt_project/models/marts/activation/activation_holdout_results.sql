@@ -11,32 +11,30 @@
     Before the first push the ledger does not exist and this mart is empty.
 -#}
 
-{%- set assignments_table = adapter.get_relation(
-    database=target.database, schema='activation', identifier='audience_assignments'
-) if execute else none -%}
+{%- set assignments_table = optional_relation('activation', 'audience_assignments') -%}
 {%- set window_days = var('tessera__holdout_conversion_days') %}
 
 with
 
 assignments as (
 
-    {% if assignments_table is not none -%}
-    select
-        audience,
-        customer_id,
-        assignment_key,
-        assignment_group,
-        assigned_at
-    from {{ assignments_table }}
-    {%- else -%}
-    select
-        null::varchar as audience,
-        null::varchar as customer_id,
-        null::varchar as assignment_key,
-        null::varchar as assignment_group,
-        null::timestamptz as assigned_at
-    where false
-    {%- endif %}
+    {% if assignments_table %}
+        select
+            audience,
+            customer_id,
+            assignment_key,
+            assignment_group,
+            assigned_at
+        from {{ assignments_table }}
+    {% else %}
+        select
+            cast(null as varchar) as audience,
+            cast(null as varchar) as customer_id,
+            cast(null as varchar) as assignment_key,
+            cast(null as varchar) as assignment_group,
+            cast(null as timestamptz) as assigned_at
+        where false
+    {% endif %}
 
 ),
 
@@ -60,8 +58,8 @@ outcomes as (
     left join orders
         on
             assignments.customer_id = orders.customer_id
-            and orders.ordered_at > assignments.assigned_at
-            and orders.ordered_at <= assignments.assigned_at + to_days({{ window_days }})
+            and assignments.assigned_at < orders.ordered_at
+            and assignments.assigned_at + to_days({{ window_days }}) >= orders.ordered_at
     group by all
 
 ),

@@ -3,9 +3,7 @@
     processed an erasure has no such table yet, and reads an empty one instead.
 -#}
 {%- set tombstone = source('privacy', 'erased_identifiers') -%}
-{%- set relation = adapter.get_relation(
-    database=tombstone.database, schema=tombstone.schema, identifier=tombstone.identifier
-) if execute else none -%}
+{%- set relation = optional_relation(tombstone.schema, tombstone.identifier) -%}
 
 with
 
