@@ -10,7 +10,8 @@ from sandbox.env import sandbox_env
 from tests.activation.vendor_reads import klaviyo_list_members
 from tests.conftest import running_sandbox
 
-pytestmark = pytest.mark.slow
+# Whichever test comes first builds the shared two nights (two demo runs) in its setup.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 AUDIENCE = "abandoned_checkouts"
 

@@ -10,7 +10,8 @@ from sandbox.identity_report import build
 from tests.conftest import SMALL_WORLD
 from tests.demo_runs import Night, demo_night
 
-pytestmark = pytest.mark.slow
+# Whichever test comes first builds the shared two nights (two demo runs) in its setup.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 WORLDS = {"small": SMALL_WORLD, "larger": (19, 1200, 45)}
 SUPPORT_AND_JUNK = ("support@northwind-outfitters.com", "test@test.com", "n/a", "0000000000", "1234567890")
