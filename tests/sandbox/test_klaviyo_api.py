@@ -363,6 +363,8 @@ def test_profile_import_creates_updates_and_validates(private_sandbox) -> None:
     updated = imp({"email": "Cart.Leaver@example.com", "first_name": "Cara", "properties": {"gap": 0}})
     assert updated.status_code == 200 and updated.json()["data"]["id"] == pid
     assert updated.json()["data"]["attributes"]["properties"] == {"cart_value": 80.5, "gap": 0}
+    # Matched by email in another case: the same identifier, so the stored address keeps its case.
+    assert updated.json()["data"]["attributes"]["email"] == "cart.leaver@example.com"
 
     found = api(sb, "GET", "/api/profiles", params={"filter": 'equals(email,"cart.leaver@example.com")'}).json()
     assert [p["attributes"]["first_name"] for p in found["data"]] == ["Cara"]

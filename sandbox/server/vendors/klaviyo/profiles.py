@@ -309,6 +309,11 @@ def _merge(current: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     for name in _SCALARS:
         if name in update:
             merged[name] = update[name]
+    # The email a profile was matched by is the same identifier in another case: the stored
+    # address stays as it was (an audience push sends addresses lower-cased).
+    stored, sent = current.get("email"), update.get("email")
+    if isinstance(stored, str) and isinstance(sent, str) and stored.lower() == sent.lower():
+        merged["email"] = stored
     for name in ("location", "properties"):
         if update.get(name):
             merged[name] = {**(current.get(name) or {}), **update[name]}
