@@ -185,15 +185,16 @@ def sync_audience(
     return report
 
 
+OTHER_PLATFORM = {"klaviyo": "mailchimp", "mailchimp": "klaviyo"}
+
+
 def pending_suppressions(conn: duckdb.DuckDBPyConnection, destination: str) -> list[tuple[str, str, str]]:
     """(customer_id, email, why) for addresses this destination holds whose person unsubscribed
     or complained on the other email platform and that Tessera has not suppressed here yet."""
     ensure_ledger(conn)
-    platforms = ("klaviyo", "mailchimp")
-    others = [p for p in platforms if p != destination]
-    if not others:
+    other = OTHER_PLATFORM.get(destination)
+    if other is None:
         return []
-    other = others[0]
     return conn.execute(
         f"""
         select distinct

@@ -23,10 +23,11 @@ from activation.sync.engine import GuardTripped, SyncReport, sync_audience, sync
 log = logging.getLogger("tessera.activation")
 
 
-def logical_now() -> datetime:
-    """The run's "now": `TESSERA_NOW` (the schedule tick, a backfill's date, the sandbox's
-    clock) when set, else the wall clock. Ledger times and holdout windows use it."""
-    value = os.environ.get("TESSERA_NOW")
+def logical_now(value: str | None = None) -> datetime:
+    """The run's "now": `value` or else `TESSERA_NOW` (an ISO timestamp: the schedule tick, a
+    backfill's date, the sandbox's clock), else the wall clock. Ledger times and holdout windows
+    use it."""
+    value = value or os.environ.get("TESSERA_NOW")
     if not value:
         return datetime.now(UTC)
     parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))

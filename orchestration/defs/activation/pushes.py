@@ -10,7 +10,7 @@ Run config (Launchpad), per asset: `dry_run` reports the plan and sends nothing;
 """
 
 from contextlib import closing
-from datetime import UTC, datetime
+from datetime import datetime
 
 import dagster as dg
 import duckdb
@@ -18,7 +18,9 @@ import duckdb
 from activation.audiences import AudienceConfig, load_audiences
 from activation.settings import destinations_from_env
 from activation.sync.engine import GuardTripped, sync_audience, sync_suppressions
-from orchestration.defs.transform.dbt import dbt_project, logical_now
+from activation.sync.run import logical_now
+from orchestration.defs.transform.dbt import dbt_project
+from orchestration.defs.transform.dbt import logical_now as run_logical_now
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
 
@@ -38,11 +40,7 @@ class PushConfig(dg.Config):
 
 
 def _now(context: dg.AssetExecutionContext) -> datetime:
-    value = logical_now(context.run.tags) if context.run else None
-    if not value:
-        return datetime.now(UTC)
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return logical_now(run_logical_now(context.run.tags) if context.run else None)
 
 
 def unsubscribes_asset(destination: str) -> dg.AssetsDefinition:
