@@ -20,10 +20,28 @@ edges as (
 
 ),
 
+-- Only customers an identifier joined or left in this run can have merged or split: a merged
+-- customer holds an identifier whose customer changed, and so does a split one's other part.
+-- Reading just their identifiers keeps the nightly cost to the night's changes.
+changed as (
+
+    select
+        customer_id,
+        previous_customer_id
+    from resolved
+    where customer_id <> previous_customer_id
+
+),
+
 moved as (
 
     select * from resolved
-    where previous_customer_id is not null
+    where
+        previous_customer_id is not null
+        and (
+            customer_id in (select changed.customer_id from changed)
+            or previous_customer_id in (select changed.previous_customer_id from changed)
+        )
 
 ),
 
