@@ -10,6 +10,7 @@ from dagster_dlt import DagsterDltResource
 from orchestration.defs.activation.pushes import push_assets
 from orchestration.defs.ingestion.assets import source_assets
 from orchestration.defs.privacy.erasure import erased_identifiers
+from orchestration.defs.quality.gates import quality_gate_checks
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
 from orchestration.defs.schedules import nightly_job, nightly_schedule
 from orchestration.defs.sensors import run_failure_alert
@@ -20,7 +21,7 @@ from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
     assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy, *push_assets, run_report],
-    asset_checks=identity_checks,
+    asset_checks=[*identity_checks, *quality_gate_checks],
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     sensors=[run_failure_alert],

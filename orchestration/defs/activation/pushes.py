@@ -25,11 +25,13 @@ from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
 
 DESTINATIONS = ("klaviyo", "mailchimp")
-# Every push waits for these: the identity map and its blocking checks, the consent-bearing
-# customer table, and the night's erasures.
+# Every push waits for these and for their blocking checks (a blocking check holds back only
+# the assets that depend on its asset directly): the identity map, the consent-bearing customer
+# table, the checkouts the abandonment audience is cut from, and the night's erasures.
 GATES = [
     dg.AssetKey(["marts", "customer_identifiers"]),
     dg.AssetKey(["marts", "dim_customers"]),
+    dg.AssetKey(["marts", "fct_checkouts"]),
     dg.AssetKey(["privacy", "erased_identifiers"]),
 ]
 
