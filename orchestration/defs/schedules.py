@@ -4,6 +4,12 @@ When it runs is a setting: `TESSERA_NIGHTLY_CRON` (default `0 3 * * *`) in the t
 `TESSERA_NIGHTLY_TIMEZONE` (default `UTC`, any IANA name such as `Europe/Berlin`). Dagster needs
 the cron string when it loads the code location, so these two are read then (a reload of the
 definitions picks up a change); a wrong value stops the load with a message saying what to fix.
+
+Missed nights. The schedule is not partitioned, on purpose: the loaders read from their cursors
+and the incremental models from their watermarks, so one run takes every day since the last
+good one. When the daemon comes back after being down, Dagster launches one run, for the most
+recent missed tick (not one per missed tick, which would push stale audiences), and each
+scheduled run carries its tick in the `tessera/now` tag, which the time rules read as "now".
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
@@ -20,6 +27,9 @@ CRON_SETTING = "TESSERA_NIGHTLY_CRON"
 TIMEZONE_SETTING = "TESSERA_NIGHTLY_TIMEZONE"
 DEFAULT_NIGHTLY_CRON = "0 3 * * *"
 DEFAULT_NIGHTLY_TIMEZONE = "UTC"
+# The run's logical time for every time rule (an ISO timestamp): the schedule sets it to the tick;
+# set by hand on a launch, it replays the time rules as of that moment.
+NOW_TAG = "tessera/now"
 
 
 @dataclass(frozen=True)
@@ -60,17 +70,28 @@ nightly_job = dg.define_asset_job(
 )
 
 
+def tick_tags(scheduled_execution_time: datetime) -> dict[str, str]:
+    """The tags of the run for one tick: the tick itself, in UTC, as the run's "now"."""
+    return {NOW_TAG: scheduled_execution_time.astimezone(UTC).isoformat()}
+
+
 def build_nightly_schedule(settings: NightlySettings) -> dg.ScheduleDefinition:
     """The schedule that starts the nightly job at the configured time."""
-    return dg.ScheduleDefinition(
+
+    @dg.schedule(
         name="nightly_schedule",
         job=nightly_job,
         cron_schedule=settings.cron,
         execution_timezone=settings.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"The nightly run at `{settings.cron}` ({settings.timezone}); set {CRON_SETTING} and "
-        f"{TIMEZONE_SETTING} to change it.",
+        f"{TIMEZONE_SETTING} to change it. A run started late (the daemon was down) still reads its tick as now.",
     )
+    def _nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        # The tick, not the moment the daemon got round to it: a missed night's run keeps its own time.
+        return dg.RunRequest(tags=tick_tags(context.scheduled_execution_time))
+
+    return _nightly
 
 
 nightly_schedule = build_nightly_schedule(nightly_settings())
