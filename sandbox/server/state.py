@@ -23,6 +23,7 @@ import sqlite3
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -217,6 +218,12 @@ class DestinationStore:
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        # Writes handed to `write_behind` and `record`, applied in order by one writer thread.
+        self._pending: deque[Callable[[sqlite3.Connection], None]] = deque()
+        self._pending_cond = threading.Condition()
+        self._busy = False
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
         with self._write_lock:
             self._conn().executescript(_DDL)
 
@@ -234,16 +241,84 @@ class DestinationStore:
     def _stamp(self) -> str:
         return format_ts(self._now())
 
-    def record(self, vendor: str, kind: str, key: str | None, payload: dict[str, Any]) -> None:
-        """Append one received write to the log and count it in `counters.writes[vendor][kind]`."""
-        body = json.dumps(payload, default=str)
+    # -- writes behind ----------------------------------------------------------------------
+
+    def _enqueue(self, write: Callable[[sqlite3.Connection], None]) -> None:
+        with self._pending_cond:
+            self._pending.append(write)
+            if self._writer is None or not self._writer.is_alive():
+                self._writer = threading.Thread(target=self._write_pending, name="destinations-writer", daemon=True)
+                self._writer.start()
+            self._pending_cond.notify_all()
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._pending_cond:
+                while not self._pending:
+                    self._pending_cond.wait()
+                write = self._pending.popleft()
+                self._busy = True
+            try:
+                with self._write_lock:
+                    write(self._conn())
+            except BaseException as exc:  # kept for the next caller of settle(), which raises it
+                log.exception("a deferred write to the destinations store failed")
+                self._writer_error = exc
+            finally:
+                with self._pending_cond:
+                    self._busy = False
+                    self._pending_cond.notify_all()
+
+    def settle(self) -> None:
+        """Wait until every write handed to `write_behind` or `record` is in the file. Every
+        read and every synchronous write settles first, so nothing reads around a pending
+        write and the order of writes is kept."""
+        with self._pending_cond:
+            while self._pending or self._busy:
+                self._pending_cond.wait()
+            error, self._writer_error = self._writer_error, None
+        if error is not None:
+            raise RuntimeError("a deferred write to the destinations store failed") from error
+
+    def write_behind(self, vendor: str, kind: str, rows: Sequence[tuple[str, str, str, str]]) -> None:
+        """Store objects whose outcome the caller already knows, (key, payload JSON,
+        created_at, updated_at) each, without waiting for the file: a bulk job writes
+        tens of thousands of them, and SQLite's work (which runs without the GIL) then
+        overlaps with the requests that follow instead of delaying the answer."""
+        if not rows:
+            return
+        params = [(vendor, kind, key, body, created, updated) for key, body, created, updated in rows]
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT INTO objects (vendor, kind, key, payload_json, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (vendor, kind, key) DO UPDATE SET"
+                    " payload_json=excluded.payload_json, updated_at=excluded.updated_at",
+                    params,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        self._enqueue(write)
+
+    def record(self, vendor: str, kind: str, key: str | None, payload: dict[str, Any] | bytes) -> None:
+        """Append one received write to the log and count it in `counters.writes[vendor][kind]`.
+
+        `payload` may be the request's own JSON bytes: a bulk job's body is several MB, and
+        encoding the parsed copy again cost more than applying the job."""
+        body = payload.decode() if isinstance(payload, bytes) else json.dumps(payload, default=str)
         row = (vendor, kind, key, body, self._stamp(), format_ts(datetime.now(UTC)))
-        with self._write_lock:
-            self._conn().execute(
+        self._enqueue(
+            lambda conn: conn.execute(
                 "INSERT INTO received (vendor, kind, key, payload_json, received_at, wall_time)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 row,
             )
+        )
         self._counters.write(vendor, kind)
 
     def upsert(
@@ -253,6 +328,7 @@ class DestinationStore:
 
         Returns (stored object, created) where created is True when the key was new.
         """
+        self.settle()
         now = self._stamp()
         with self._write_lock:
             conn = self._conn()
@@ -288,6 +364,7 @@ class DestinationStore:
         commit each would cost more than the work). Later items win over earlier ones with the
         same key. With `keep_existing=True` a key already stored is left alone (insert-only,
         e.g. de-duplicated events). Returns (stored object, created) per item, in order."""
+        self.settle()
         now = self._stamp()
         out: list[tuple[StoredObject, bool]] = []
         with self._write_lock:
@@ -331,6 +408,7 @@ class DestinationStore:
         return out
 
     def get(self, vendor: str, kind: str, key: str) -> StoredObject | None:
+        self.settle()
         rows = (
             self._conn()
             .execute(
@@ -353,6 +431,7 @@ class DestinationStore:
         offset: int = 0,
     ) -> list[StoredObject]:
         """Objects of one kind in insertion order (stable, so vendors can page with offsets)."""
+        self.settle()
         sql = "SELECT key, payload_json, created_at, updated_at FROM objects WHERE vendor=? AND kind=?"
         params: list[Any] = [vendor, kind]
         if key_prefix is not None:
@@ -364,6 +443,7 @@ class DestinationStore:
         return [StoredObject(vendor, kind, k, json.loads(p), c, u) for k, p, c, u in rows]
 
     def count(self, vendor: str, kind: str, *, key_prefix: str | None = None) -> int:
+        self.settle()
         sql = "SELECT count(*) FROM objects WHERE vendor=? AND kind=?"
         params: list[Any] = [vendor, kind]
         if key_prefix is not None:
@@ -373,6 +453,7 @@ class DestinationStore:
 
     def delete(self, vendor: str, kind: str, key: str) -> bool:
         """Delete one object; True if it existed."""
+        self.settle()
         with self._write_lock:
             cur = self._conn().execute("DELETE FROM objects WHERE vendor=? AND kind=? AND key=?", (vendor, kind, key))
             return cur.rowcount > 0
@@ -381,6 +462,7 @@ class DestinationStore:
         self, vendor: str | None = None, kind: str | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """The received log, oldest first, optionally filtered by vendor and kind."""
+        self.settle()
         sql = "SELECT id, vendor, kind, key, payload_json, received_at, wall_time FROM received WHERE 1=1"
         params: list[Any] = []
         if vendor is not None:
@@ -398,6 +480,7 @@ class DestinationStore:
 
     def close(self) -> None:
         """Close every thread's connection; the store reopens lazily if used again."""
+        self.settle()
         with self._all_lock:
             for conn in self._all:
                 conn.close()
