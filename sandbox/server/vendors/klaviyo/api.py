@@ -155,6 +155,7 @@ class Ctx:
     request: Request
     api_key: str
     _cursor: duckdb.DuckDBPyConnection | None = None
+    _raw: bytes | None = None
 
     def db(self) -> duckdb.DuckDBPyConnection:
         """A DuckDB cursor owned by this request and closed when it ends. Not the state's
@@ -196,9 +197,15 @@ class Ctx:
         url = self.request.url
         return f"{url.scheme}://{url.netloc}{url.path.rstrip('/')}/?{urlencode(params)}"
 
+    def raw_body(self) -> bytes:
+        """The request's bytes, read once (each read hops to the event loop)."""
+        if self._raw is None:
+            self._raw = read_body(self.request)
+        return self._raw
+
     def body(self) -> dict[str, Any]:
         """The JSON object body; 400 `parse_error` when it is not JSON, 400 when not an object."""
-        raw = read_body(self.request)
+        raw = self.raw_body()
         try:
             body = orjson.loads(raw or b"null")  # bulk jobs carry up to 5 MB
         except ValueError as exc:

@@ -16,7 +16,6 @@ from typing import Any
 
 from starlette.responses import Response
 
-from sandbox.server.auth import read_body
 from sandbox.server.state import format_ts
 from sandbox.server.vendors.klaviyo import overlays
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, jsonapi, parse_datetime
@@ -119,7 +118,7 @@ def _profile_ids(ctx: Ctx, upserts: list[Upsert]) -> list[str]:
 
 def create_event_bulk_job(ctx: Ctx) -> Response:
     """POST /api/event-bulk-create-jobs: 202, no body."""
-    if len(read_body(ctx.request)) > MAX_BYTES:
+    if len(ctx.raw_body()) > MAX_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
     body = ctx.body()
     entries = _entries(ctx, body)
@@ -146,5 +145,5 @@ def create_event_bulk_job(ctx: Ctx) -> Response:
                 }
                 items.append((key, payload))
         overlays.put_many(ctx, overlays.EVENTS, items, keep_existing=True)
-    ctx.state.destinations.record(VENDOR, "event_bulk_create_job", None, body)
+    ctx.state.destinations.record(VENDOR, "event_bulk_create_job", None, ctx.raw_body())
     return jsonapi(None, 202)

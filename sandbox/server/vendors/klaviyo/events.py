@@ -11,10 +11,11 @@ import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from starlette.responses import Response
 
-from sandbox.server.state import format_ts
+from sandbox.server.state import SandboxState, format_ts
 from sandbox.server.vendors.klaviyo import overlays
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, invalid, iso, jsonapi, not_found, parse_datetime
 from sandbox.server.vendors.klaviyo.lists import new_list_id
@@ -129,9 +130,22 @@ def get_metric(ctx: Ctx) -> Response:
     return jsonapi({"data": _render_metrics(ctx, [row])[0], "links": {"self": ctx.link(f"/api/metrics/{mid}")}})
 
 
+#: Metric id per (name, clock) per served world: a metric found or made stays the oldest of
+#: its name until the clock moves (a store metric can only appear when it does).
+_METRIC_IDS: WeakKeyDictionary[SandboxState, dict[tuple[str, datetime], str]] = WeakKeyDictionary()
+
+
 def metric_for(ctx: Ctx, name: str) -> str:
     """The id of the metric with this name, created (integration "API") if new. Caller holds
     the write lock."""
+    known = _METRIC_IDS.setdefault(ctx.state, {})
+    clock = ctx.state.clock
+    if (name, clock) not in known:
+        known[(name, clock)] = _find_or_create_metric(ctx, name)
+    return known[(name, clock)]
+
+
+def _find_or_create_metric(ctx: Ctx, name: str) -> str:
     relation, params = _metric_source(ctx)
     found = (
         ctx.db()

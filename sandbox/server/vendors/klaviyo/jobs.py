@@ -9,14 +9,16 @@ so a client that polls sees the job finish on its first poll.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import orjson
 import pyarrow as pa
 from starlette.responses import Response
 
-from sandbox.server.auth import read_body
+from sandbox.server.state import SandboxState, format_ts
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, iso, jsonapi, not_found
 from sandbox.server.vendors.klaviyo.lists import require_list, set_membership
 from sandbox.server.vendors.klaviyo.profiles import (
@@ -99,7 +101,7 @@ def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
 def create_bulk_import_job(ctx: Ctx) -> Response:
     """POST /api/profile-bulk-import-jobs: 202 with the job. Invalid profiles do not fail the
     job; they become import errors and count in `failed_count`."""
-    if len(read_body(ctx.request)) > MAX_JOB_BYTES:
+    if len(ctx.raw_body()) > MAX_JOB_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
     body = ctx.body()
     data = resource_body(body, _JOB_TYPE)
@@ -125,6 +127,7 @@ def create_bulk_import_job(ctx: Ctx) -> Response:
     valid = [o for o in outcomes if isinstance(o, Upsert)]
     written = iter(upsert_profiles(ctx, valid))
     imported: list[str] = []
+    created: set[str] = set()
     errors: list[dict[str, Any]] = []
     for item, outcome in zip(profiles, outcomes, strict=True):
         result = next(written) if isinstance(outcome, Upsert) else outcome
@@ -140,8 +143,10 @@ def create_bulk_import_job(ctx: Ctx) -> Response:
             )
         else:
             imported.append(result[0])
+            if result[1]:
+                created.add(result[0])
     for lid in list_ids:
-        set_membership(ctx, lid, imported, member=True)
+        set_membership(ctx, lid, imported, member=True, new_profiles=created)
 
     job_id = new_ulid()
     now = ctx.state.clock
@@ -158,18 +163,38 @@ def create_bulk_import_job(ctx: Ctx) -> Response:
         "profile_ids": list(dict.fromkeys(imported)),
         "errors": errors,
     }
-    ctx.state.destinations.upsert(VENDOR, "bulk_import_job", job_id, job)
-    ctx.state.destinations.record(VENDOR, "profile_bulk_import_job", job_id, body)
+    _store_job(ctx, job_id, job)
+    ctx.state.destinations.record(VENDOR, "profile_bulk_import_job", job_id, ctx.raw_body())
     resource = _job_resource(ctx, job_id, job, queued=True)
     return jsonapi({"data": resource, "links": {"self": resource["links"]["self"]}}, 202)
 
 
+#: Jobs by id per served world, as stored: a poll answers without waiting for the store's
+#: file to take the writes still pending (the profiles of a job just run).
+_JOBS: WeakKeyDictionary[SandboxState, dict[str, dict[str, Any]]] = WeakKeyDictionary()
+_JOBS_LOCK = threading.Lock()
+
+
+def _jobs(state: SandboxState) -> dict[str, dict[str, Any]]:
+    with _JOBS_LOCK:
+        return _JOBS.setdefault(state, {})
+
+
+def _store_job(ctx: Ctx, job_id: str, job: dict[str, Any]) -> None:
+    now = format_ts(ctx.state.clock)
+    ctx.state.destinations.write_behind(VENDOR, "bulk_import_job", [(job_id, json.dumps(job), now, now)])
+    _jobs(ctx.state)[job_id] = job
+
+
 def _job(ctx: Ctx) -> tuple[str, dict[str, Any]]:
     job_id = ctx.request.path_params["id"]
-    stored = ctx.state.destinations.get(VENDOR, "bulk_import_job", job_id)
-    if stored is None:
-        raise not_found(f"A bulk import job with id {job_id} does not exist.")
-    return job_id, stored.payload
+    job = _jobs(ctx.state).get(job_id)
+    if job is None:  # a job from before the server restarted
+        stored = ctx.state.destinations.get(VENDOR, "bulk_import_job", job_id)
+        if stored is None:
+            raise not_found(f"A bulk import job with id {job_id} does not exist.")
+        job = stored.payload
+    return job_id, job
 
 
 def get_bulk_import_job(ctx: Ctx) -> Response:

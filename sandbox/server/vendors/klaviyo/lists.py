@@ -8,6 +8,7 @@ removed through the API stays removed unless the store shows it joining again la
 from __future__ import annotations
 
 import os
+from collections.abc import Set
 from typing import Any
 
 from starlette.responses import Response
@@ -207,6 +208,8 @@ def get_list_profile_ids(ctx: Ctx) -> Response:
 
 
 def _current_members(ctx: Ctx, list_id: str, profile_ids: list[str]) -> set[str]:
+    if not profile_ids:
+        return set()
     cur = ctx.db().execute(
         f"SELECT profile_id FROM ({_members_sql(ctx)}) AS m"
         " WHERE list_id = $list_id AND profile_id IN (SELECT unnest($ids))",
@@ -223,10 +226,14 @@ def _existing_profiles(ctx: Ctx, profile_ids: list[str]) -> set[str]:
     return {r[0] for r in cur.fetchall()}
 
 
-def set_membership(ctx: Ctx, list_id: str, profile_ids: list[str], member: bool) -> int:
-    """Add (or remove) visible profiles to (from) a list; returns how many changed."""
+def set_membership(
+    ctx: Ctx, list_id: str, profile_ids: list[str], member: bool, *, new_profiles: Set[str] = frozenset()
+) -> int:
+    """Add (or remove) visible profiles to (from) a list; returns how many changed.
+    `new_profiles` are ids created by the caller's write just now: they belong to no list,
+    so only the others are looked up."""
     with WRITE_LOCK:
-        current = _current_members(ctx, list_id, profile_ids)
+        current = _current_members(ctx, list_id, [pid for pid in profile_ids if pid not in new_profiles])
         changing = [pid for pid in dict.fromkeys(profile_ids) if (pid in current) != member]
         payloads = [(f"{list_id}:{pid}", {"list_id": list_id, "profile_id": pid, "member": member}) for pid in changing]
         overlays.put_many(ctx, overlays.MEMBERS, payloads)

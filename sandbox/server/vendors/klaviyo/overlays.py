@@ -13,14 +13,14 @@ import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from sandbox.server.state import SandboxState, StoredObject, parse_ts
+from sandbox.server.state import SandboxState, format_ts, parse_ts
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -28,14 +28,37 @@ _TS = pa.timestamp("us", tz="UTC")
 _ts = functools.lru_cache(maxsize=4096)(parse_ts)
 
 
+class _Obj(NamedTuple):
+    """An object as the overlay's row builder sees it; `encoded` is the JSON text of the
+    payload field the row keeps as JSON (encoded once, for the row and for the store)."""
+
+    key: str
+    payload: dict[str, Any]
+    created_at: str
+    updated_at: str
+    encoded: str = ""
+
+
 @dataclass(frozen=True)
 class Overlay:
-    """One overlay table: its name in SQL, the object kind it comes from, and its columns."""
+    """One overlay table: its name in SQL, the object kind it comes from, its columns, and
+    the payload field its rows keep as JSON text, if any."""
 
     name: str
     kind: str
     schema: pa.Schema
-    row: Callable[[StoredObject], dict[str, Any]]
+    row: Callable[[_Obj], dict[str, Any]]
+    json_field: str | None = None
+
+    def obj(self, key: str, payload: dict[str, Any], created_at: str, updated_at: str) -> _Obj:
+        encoded = orjson.dumps(payload[self.json_field], default=str).decode() if self.json_field else ""
+        return _Obj(key, payload, created_at, updated_at, encoded)
+
+    def payload_json(self, obj: _Obj) -> str:
+        """The payload as the store keeps it, reusing the field already encoded."""
+        if not self.json_field:
+            return orjson.dumps(obj.payload, default=str).decode()
+        return orjson.dumps({**obj.payload, self.json_field: orjson.Fragment(obj.encoded)}, default=str).decode()
 
 
 PROFILES = Overlay(
@@ -57,10 +80,11 @@ PROFILES = Overlay(
         "email": obj.payload["attributes"].get("email"),
         "phone_number": obj.payload["attributes"].get("phone_number"),
         "external_id": obj.payload["attributes"].get("external_id"),
-        "attributes_json": orjson.dumps(obj.payload["attributes"]).decode(),
+        "attributes_json": obj.encoded,
         "created": _ts(obj.created_at),
         "updated": _ts(obj.updated_at),
     },
+    json_field="attributes",
 )
 LISTS = Overlay(
     "klaviyo_list_overlay",
@@ -117,8 +141,9 @@ EVENTS = Overlay(
         "metric_id": obj.payload["metric_id"],
         "profile_id": obj.payload["profile_id"],
         "datetime": _ts(obj.payload["datetime"]),
-        "properties": orjson.dumps(obj.payload["properties"]).decode(),
+        "properties": obj.encoded,
     },
+    json_field="properties",
 )
 
 
@@ -140,10 +165,23 @@ DELETED = Overlay(
 
 @dataclass
 class _Table:
-    """One overlay's table and the store key of each of its rows (to replace updated rows)."""
+    """One overlay's table, the store key of each of its rows (to replace updated rows), and
+    what a write needs to know without reading the store: when each key was first stored
+    and, for profiles, which keys hold each lowercased email."""
 
     table: pa.Table
     keys: pa.Array
+    created: dict[str, str]
+    email_of: dict[str, str] = field(default_factory=dict)
+    by_email: dict[str, set[str]] = field(default_factory=dict)
+
+    def index_email(self, key: str, email: Any) -> None:
+        old = self.email_of.pop(key, None)
+        if old is not None:
+            self.by_email[old].discard(key)
+        if isinstance(email, str) and email:
+            self.email_of[key] = email.lower()
+            self.by_email.setdefault(email.lower(), set()).add(key)
 
 
 @dataclass
@@ -161,10 +199,25 @@ def _cache(state: SandboxState) -> _Cache:
         return _CACHES.setdefault(state, _Cache())
 
 
-def _build(ctx: Ctx, overlay: Overlay) -> _Table:
-    objects = ctx.state.destinations.list_objects(VENDOR, overlay.kind)
-    table = pa.Table.from_pylist([overlay.row(obj) for obj in objects], schema=overlay.schema)
-    return _Table(table, pa.array([obj.key for obj in objects], pa.string()))
+def _email(overlay: Overlay, payload: dict[str, Any]) -> Any:
+    return payload["attributes"].get("email") if overlay is PROFILES else None
+
+
+def _entry(ctx: Ctx, cache: _Cache, overlay: Overlay) -> _Table:
+    """The overlay's table, read from the store the first time. Caller holds `cache.lock`."""
+    entry = cache.tables.get(overlay.kind)
+    if entry is None:
+        objects = [
+            overlay.obj(o.key, o.payload, o.created_at, o.updated_at)
+            for o in ctx.state.destinations.list_objects(VENDOR, overlay.kind)
+        ]
+        table = pa.Table.from_pylist([overlay.row(obj) for obj in objects], schema=overlay.schema)
+        keys = pa.array([obj.key for obj in objects], pa.string())
+        entry = _Table(table, keys, {obj.key: obj.created_at for obj in objects})
+        for obj in objects:
+            entry.index_email(obj.key, _email(overlay, obj.payload))
+        cache.tables[overlay.kind] = entry
+    return entry
 
 
 def use(ctx: Ctx, *overlays: Overlay) -> None:
@@ -175,37 +228,74 @@ def use(ctx: Ctx, *overlays: Overlay) -> None:
     cache = _cache(ctx.state)
     for overlay in overlays:
         with cache.lock:
-            entry = cache.tables.get(overlay.kind)
-            if entry is None:
-                entry = cache.tables[overlay.kind] = _build(ctx, overlay)
-        ctx.overlay(overlay.name, entry.table)
+            table = _entry(ctx, cache, overlay).table
+        ctx.overlay(overlay.name, table)
 
 
 def put_many(
     ctx: Ctx, overlay: Overlay, items: list[tuple[str, dict[str, Any]]], *, keep_existing: bool = False
 ) -> list[bool]:
-    """Store objects of the overlay's kind in one transaction and update its cached table;
-    returns per item whether it was new (with `keep_existing`, an existing key is untouched)."""
+    """Store objects of the overlay's kind and update its cached table; returns per item
+    whether it was new (with `keep_existing`, an existing key is untouched). Later items win
+    over earlier ones with the same key. The table changes at once; the store's file is
+    written behind (`DestinationStore.write_behind`), in the same order for every writer."""
     if not items:
         return []
     cache = _cache(ctx.state)
-    with cache.lock:  # store and table change together, in the same order for every writer
-        stored = ctx.state.destinations.upsert_many(VENDOR, overlay.kind, items, keep_existing=keep_existing)
-        entry = cache.tables.get(overlay.kind)
-        if entry is not None:
-            written = {obj.key: obj for obj, created in stored if created or not keep_existing}
-            if written:
-                keys = pa.array(list(written), pa.string())
-                keep = pc.invert(pc.is_in(entry.keys, value_set=keys))
-                fresh = pa.Table.from_pylist([overlay.row(obj) for obj in written.values()], schema=overlay.schema)
-                table = pa.concat_tables([entry.table.filter(keep), fresh])
-                all_keys = pa.concat_arrays([entry.keys.filter(keep), keys])
-                if table.column(0).num_chunks > 64:  # keep scans over few chunks
-                    table = table.combine_chunks()
-                cache.tables[overlay.kind] = _Table(table, all_keys)
-    return [created for _, created in stored]
+    with cache.lock:
+        entry = _entry(ctx, cache, overlay)
+        now = format_ts(ctx.state.clock)
+        written: dict[str, _Obj] = {}
+        stale: list[str] = []  # keys whose current row the table must drop
+        created_flags: list[bool] = []
+        for key, payload in items:
+            known = entry.created.get(key)
+            if known is not None and keep_existing:
+                created_flags.append(False)
+                continue
+            if known is not None and key not in written:
+                stale.append(key)
+            entry.created[key] = known or now
+            written[key] = overlay.obj(key, payload, known or now, now)
+            created_flags.append(known is None)
+        if written:
+            ctx.state.destinations.write_behind(
+                VENDOR,
+                overlay.kind,
+                [(o.key, overlay.payload_json(o), o.created_at, o.updated_at) for o in written.values()],
+            )
+            if overlay is PROFILES:
+                for obj in written.values():
+                    entry.index_email(obj.key, _email(overlay, obj.payload))
+            fresh = pa.Table.from_pylist([overlay.row(obj) for obj in written.values()], schema=overlay.schema)
+            table, keys = entry.table, entry.keys
+            if stale:
+                keep = pc.invert(pc.is_in(keys, value_set=pa.array(stale, pa.string())))
+                table, keys = table.filter(keep), keys.filter(keep)
+            table = pa.concat_tables([table, fresh])
+            keys = pa.concat_arrays([keys, pa.array(list(written), pa.string())])
+            if table.column(0).num_chunks > 64:  # keep scans over few chunks
+                table = table.combine_chunks()
+            entry.table, entry.keys = table, keys
+    return created_flags
 
 
 def put(ctx: Ctx, overlay: Overlay, key: str, payload: dict[str, Any]) -> None:
     """Store one object of the overlay's kind and update its cached table."""
     put_many(ctx, overlay, [(key, payload)])
+
+
+def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, set[str]]:
+    """Keys of the profiles written through the API that hold each (lowercased) email now,
+    deleted ones included: a lookup that needs no query."""
+    cache = _cache(ctx.state)
+    with cache.lock:
+        entry = _entry(ctx, cache, PROFILES)
+        return {e: set(entry.by_email.get(e, ())) for e in emails}
+
+
+def deleted_profile_ids(ctx: Ctx) -> set[str]:
+    """Profiles deleted through Request Profile Deletion."""
+    cache = _cache(ctx.state)
+    with cache.lock:
+        return set(_entry(ctx, cache, DELETED).created)
