@@ -71,6 +71,33 @@ def _members(n: int) -> list[Member]:
     return members
 
 
+def _objects(url: str, kind: str, **params: object) -> list[dict]:
+    answer = requests.get(f"{url}/_sandbox/objects", params={"vendor": "klaviyo", "kind": kind, **params}, timeout=900)
+    answer.raise_for_status()
+    return answer.json()["items"]
+
+
+def _delivered(url: str, members: list[Member], list_id: str | None) -> dict[str, int]:
+    """What the sandbox holds, member by member: the profile with every pushed property, its
+    membership of the list, and its one event (keyed metric:profile:unique id)."""
+    profiles = {item["payload"]["attributes"]["email"]: item for item in _objects(url, "profile")}
+    memberships = _objects(url, "list_member", prefix=f"{list_id}:")
+    listed = {item["payload"]["profile_id"] for item in memberships if item["payload"]["member"]}
+    metric_ids = {item["key"] for item in _objects(url, "metric") if item["payload"]["name"] == METRIC}
+    events = {item["key"] for item in _objects(url, "event")}
+    counts = {"profiles": 0, "listed": 0, "events": 0}
+    for member in members:
+        profile = profiles.get(member.email)
+        if profile is None:
+            continue
+        pushed = member.properties or {}
+        stored = profile["payload"]["attributes"].get("properties") or {}
+        counts["profiles"] += all(stored.get(k) == v for k, v in pushed.items())
+        counts["listed"] += profile["key"] in listed
+        counts["events"] += any(f"{m}:{profile['key']}:{member.event_id}" in events for m in metric_ids)
+    return counts
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -124,18 +151,16 @@ def run(profiles: int, world: Path) -> dict:
         started = time.perf_counter()
         outcomes = destination.upsert(audience, members)
         elapsed = time.perf_counter() - started
+        # The store's file is written behind the answers: reading it waits for the last write.
+        _objects(url, "profile", limit=1)
+        settled = time.perf_counter() - started
         server_cpu = sum(server_proc.cpu_times()[:2]) - cpu_before
         load = os.getloadavg()[0]
         sent = destination.client.limiters.sent()
         floor, lines = _floor(sent, destination)
         counters = requests.get(f"{url}/_sandbox/counters", timeout=60).json()
         list_id = destination.find_list(LIST_NAME)
-        listed = requests.get(
-            f"{url}/_sandbox/objects",
-            params={"vendor": "klaviyo", "kind": "list_member", "prefix": f"{list_id}:"},
-            timeout=600,
-        ).json()["items"]
-        members_listed = sum(1 for item in listed if item["payload"]["member"])
+        delivered = _delivered(url, members, list_id)
         destination.close()
         return {
             "profiles": profiles,
@@ -149,7 +174,10 @@ def run(profiles: int, world: Path) -> dict:
             "throttled": destination.throttled,
             "violations": int(counters.get("rate_limited", {}).get("klaviyo", 0)),
             "writes": counters.get("writes", {}).get("klaviyo", {}),
-            "listed": members_listed,
+            "listed": delivered["listed"],
+            "profiles_ok": delivered["profiles"],
+            "events_ok": delivered["events"],
+            "settled": settled,
             "server_cpu": server_cpu,
             "waited": destination.client.limiters.waited_seconds(),
             "load": load,
@@ -187,6 +215,10 @@ def report(r: dict) -> None:
     print(
         f"sandbox server CPU during the push: {r['server_cpu']:.1f} s (one Python process); "
         f"client time waiting for rate-limit slots: {r['waited']:.1f} s; load average: {r['load']:.1f}"
+    )
+    print(
+        f"delivered (read back from the sandbox): {r['profiles_ok']:,} profiles with every pushed property, "
+        f"{r['events_ok']:,} events; the store's file held every write {r['settled']:.2f} s after the push started"
     )
     writes = ", ".join(f"{k} {v:,}" for k, v in sorted(r["writes"].items()))
     print(f"sandbox received: {writes}; list members: {r['listed']:,}")

@@ -20,6 +20,9 @@ def test_small_push_reports_its_floor_and_no_rate_limit_violations(capsys, tmp_p
     assert _number(r"^pushed ([\d,]+) changed profiles", out) == 2000
     assert _number(r": ([\d,]+) ok, 0 rejected$", out) == 2000
     assert _number(r"list members: ([\d,]+)$", out) == 2000
+    # read back from the sandbox: every profile with its properties, and its one event
+    assert _number(r"^delivered \(read back from the sandbox\): ([\d,]+) profiles with every pushed", out) == 2000
+    assert _number(r"property, ([\d,]+) events;", out) == 2000
     # 2 import jobs (1,000 then 1,000) and 2 event requests of 1,000 events each
     assert re.search(r"^  bulk_import_profiles\s+2 requests, tier M \(10/s, 150/min\)", out, re.MULTILINE), out
     assert re.search(r"^  bulk_create_events\s+2 requests, tier M \(10/s, 150/min\)", out, re.MULTILINE), out
