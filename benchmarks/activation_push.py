@@ -151,8 +151,9 @@ def run(profiles: int, world: Path) -> dict:
         started = time.perf_counter()
         outcomes = destination.upsert(audience, members)
         elapsed = time.perf_counter() - started
-        # The store's file is written behind the answers: reading it waits for the last write.
-        _objects(url, "profile", limit=1)
+        # The store's file is written behind the answers, in order, each request's log entry
+        # last: reading the log waits for the last write.
+        requests.get(f"{url}/_sandbox/received", params={"kind": "list_create", "limit": 1}, timeout=900)
         settled = time.perf_counter() - started
         server_cpu = sum(server_proc.cpu_times()[:2]) - cpu_before
         load = os.getloadavg()[0]

@@ -23,7 +23,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -219,9 +219,9 @@ class DestinationStore:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         # Writes handed to `write_behind` and `record`, applied in order by one writer thread.
-        self._pending: deque[Callable[[sqlite3.Connection], None]] = deque()
+        self._pending: deque[tuple[tuple[str, str], Callable[[sqlite3.Connection], None]]] = deque()
         self._pending_cond = threading.Condition()
-        self._busy = False
+        self._unwritten: Counter[tuple[str, str]] = Counter()  # (vendor, kind) -> writes not yet in the file
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
         with self._write_lock:
@@ -243,9 +243,10 @@ class DestinationStore:
 
     # -- writes behind ----------------------------------------------------------------------
 
-    def _enqueue(self, write: Callable[[sqlite3.Connection], None]) -> None:
+    def _enqueue(self, what: tuple[str, str], write: Callable[[sqlite3.Connection], None]) -> None:
         with self._pending_cond:
-            self._pending.append(write)
+            self._pending.append((what, write))
+            self._unwritten[what] += 1
             if self._writer is None or not self._writer.is_alive():
                 self._writer = threading.Thread(target=self._write_pending, name="destinations-writer", daemon=True)
                 self._writer.start()
@@ -256,8 +257,7 @@ class DestinationStore:
             with self._pending_cond:
                 while not self._pending:
                     self._pending_cond.wait()
-                write = self._pending.popleft()
-                self._busy = True
+                what, write = self._pending.popleft()
             try:
                 with self._write_lock:
                     write(self._conn())
@@ -266,15 +266,18 @@ class DestinationStore:
                 self._writer_error = exc
             finally:
                 with self._pending_cond:
-                    self._busy = False
+                    self._unwritten[what] -= 1
+                    if not self._unwritten[what]:
+                        del self._unwritten[what]
                     self._pending_cond.notify_all()
 
-    def settle(self) -> None:
-        """Wait until every write handed to `write_behind` or `record` is in the file. Every
-        read and every synchronous write settles first, so nothing reads around a pending
-        write and the order of writes is kept."""
+    def settle(self, vendor: str | None = None, kind: str | None = None) -> None:
+        """Wait until every write handed to `write_behind` or `record` (or only those of one
+        vendor's kind) is in the file. Every read and every synchronous write settles its
+        kind first, so nothing reads around a pending write and the order of writes is kept;
+        a read of one kind does not wait for another's (a bulk job's thousands of rows)."""
         with self._pending_cond:
-            while self._pending or self._busy:
+            while self._unwritten if kind is None else self._unwritten[(vendor or "", kind)]:
                 self._pending_cond.wait()
             error, self._writer_error = self._writer_error, None
         if error is not None:
@@ -303,7 +306,7 @@ class DestinationStore:
                 conn.execute("ROLLBACK")
                 raise
 
-        self._enqueue(write)
+        self._enqueue((vendor, kind), write)
 
     def record(self, vendor: str, kind: str, key: str | None, payload: dict[str, Any] | bytes) -> None:
         """Append one received write to the log and count it in `counters.writes[vendor][kind]`.
@@ -313,11 +316,12 @@ class DestinationStore:
         body = payload.decode() if isinstance(payload, bytes) else json.dumps(payload, default=str)
         row = (vendor, kind, key, body, self._stamp(), format_ts(datetime.now(UTC)))
         self._enqueue(
+            ("", "received"),
             lambda conn: conn.execute(
                 "INSERT INTO received (vendor, kind, key, payload_json, received_at, wall_time)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 row,
-            )
+            ),
         )
         self._counters.write(vendor, kind)
 
@@ -328,7 +332,7 @@ class DestinationStore:
 
         Returns (stored object, created) where created is True when the key was new.
         """
-        self.settle()
+        self.settle(vendor, kind)
         now = self._stamp()
         with self._write_lock:
             conn = self._conn()
@@ -364,7 +368,7 @@ class DestinationStore:
         commit each would cost more than the work). Later items win over earlier ones with the
         same key. With `keep_existing=True` a key already stored is left alone (insert-only,
         e.g. de-duplicated events). Returns (stored object, created) per item, in order."""
-        self.settle()
+        self.settle(vendor, kind)
         now = self._stamp()
         out: list[tuple[StoredObject, bool]] = []
         with self._write_lock:
@@ -408,7 +412,7 @@ class DestinationStore:
         return out
 
     def get(self, vendor: str, kind: str, key: str) -> StoredObject | None:
-        self.settle()
+        self.settle(vendor, kind)
         rows = (
             self._conn()
             .execute(
@@ -431,7 +435,7 @@ class DestinationStore:
         offset: int = 0,
     ) -> list[StoredObject]:
         """Objects of one kind in insertion order (stable, so vendors can page with offsets)."""
-        self.settle()
+        self.settle(vendor, kind)
         sql = "SELECT key, payload_json, created_at, updated_at FROM objects WHERE vendor=? AND kind=?"
         params: list[Any] = [vendor, kind]
         if key_prefix is not None:
@@ -443,7 +447,7 @@ class DestinationStore:
         return [StoredObject(vendor, kind, k, json.loads(p), c, u) for k, p, c, u in rows]
 
     def count(self, vendor: str, kind: str, *, key_prefix: str | None = None) -> int:
-        self.settle()
+        self.settle(vendor, kind)
         sql = "SELECT count(*) FROM objects WHERE vendor=? AND kind=?"
         params: list[Any] = [vendor, kind]
         if key_prefix is not None:
@@ -453,7 +457,7 @@ class DestinationStore:
 
     def delete(self, vendor: str, kind: str, key: str) -> bool:
         """Delete one object; True if it existed."""
-        self.settle()
+        self.settle(vendor, kind)
         with self._write_lock:
             cur = self._conn().execute("DELETE FROM objects WHERE vendor=? AND kind=? AND key=?", (vendor, kind, key))
             return cur.rowcount > 0
@@ -462,7 +466,7 @@ class DestinationStore:
         self, vendor: str | None = None, kind: str | None = None, *, limit: int | None = None
     ) -> list[dict[str, Any]]:
         """The received log, oldest first, optionally filtered by vendor and kind."""
-        self.settle()
+        self.settle("", "received")
         sql = "SELECT id, vendor, kind, key, payload_json, received_at, wall_time FROM received WHERE 1=1"
         params: list[Any] = []
         if vendor is not None:

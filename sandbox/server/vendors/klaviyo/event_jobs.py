@@ -19,9 +19,8 @@ from starlette.responses import Response
 from sandbox.server.state import format_ts
 from sandbox.server.vendors.klaviyo import overlays
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, jsonapi, parse_datetime
-from sandbox.server.vendors.klaviyo.events import metric_for, nested_data
+from sandbox.server.vendors.klaviyo.events import metric_ids_for, nested_data
 from sandbox.server.vendors.klaviyo.profiles import (
-    WRITE_LOCK,
     Upsert,
     profile_ids_by_email,
     resource_body,
@@ -126,24 +125,22 @@ def create_event_bulk_job(ctx: Ctx) -> Response:
     items: list[tuple[str, dict[str, Any]]] = []
     stamps: dict[datetime, str] = {}
     batch = uuid.uuid4().hex[:24]  # event ids: one random prefix per request, then a counter
-    with WRITE_LOCK:
-        metric_ids: dict[str, str] = {}
-        for (_, events), profile_id in zip(entries, profile_ids, strict=True):
-            for event in events:
-                if event.metric not in metric_ids:
-                    metric_ids[event.metric] = metric_for(ctx, event.metric)
-                metric_id = metric_ids[event.metric]
-                event_id = f"{batch}{len(items):04d}"
-                key = f"{metric_id}:{profile_id}:{event.unique_id}" if event.unique_id else event_id
-                stored = {**event.properties, **({"$value": event.value} if event.value is not None else {})}
-                payload = {
-                    "event_id": event_id,
-                    "metric_id": metric_id,
-                    "profile_id": profile_id,
-                    "datetime": stamps.get(event.when) or stamps.setdefault(event.when, format_ts(event.when)),
-                    "properties": stored,
-                }
-                items.append((key, payload))
-        overlays.put_many(ctx, overlays.EVENTS, items, keep_existing=True)
+    # No write lock: events only add rows, de-duplicated inside `put_many`.
+    metric_ids = metric_ids_for(ctx, {event.metric for _, events in entries for event in events})
+    for (_, events), profile_id in zip(entries, profile_ids, strict=True):
+        for event in events:
+            metric_id = metric_ids[event.metric]
+            event_id = f"{batch}{len(items):04d}"
+            key = f"{metric_id}:{profile_id}:{event.unique_id}" if event.unique_id else event_id
+            stored = event.properties if event.value is None else {**event.properties, "$value": event.value}
+            payload = {
+                "event_id": event_id,
+                "metric_id": metric_id,
+                "profile_id": profile_id,
+                "datetime": stamps.get(event.when) or stamps.setdefault(event.when, format_ts(event.when)),
+                "properties": stored,
+            }
+            items.append((key, payload))
+    overlays.put_many(ctx, overlays.EVENTS, items, keep_existing=True)
     ctx.state.destinations.record(VENDOR, "event_bulk_create_job", None, ctx.raw_body())
     return jsonapi(None, 202)

@@ -8,6 +8,7 @@ metric (kind "metric"), with the "API" integration, as Klaviyo does.
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -133,16 +134,24 @@ def get_metric(ctx: Ctx) -> Response:
 #: Metric id per (name, clock) per served world: a metric found or made stays the oldest of
 #: its name until the clock moves (a store metric can only appear when it does).
 _METRIC_IDS: WeakKeyDictionary[SandboxState, dict[tuple[str, datetime], str]] = WeakKeyDictionary()
+#: Serializes finding or making a metric, so two writes of a new name make one metric.
+_METRIC_LOCK = threading.Lock()
 
 
 def metric_for(ctx: Ctx, name: str) -> str:
-    """The id of the metric with this name, created (integration "API") if new. Caller holds
-    the write lock."""
-    known = _METRIC_IDS.setdefault(ctx.state, {})
-    clock = ctx.state.clock
-    if (name, clock) not in known:
-        known[(name, clock)] = _find_or_create_metric(ctx, name)
-    return known[(name, clock)]
+    """The id of the metric with this name, created (integration "API") if new."""
+    with _METRIC_LOCK:
+        known = _METRIC_IDS.setdefault(ctx.state, {})
+        clock = ctx.state.clock
+        if (name, clock) not in known:
+            known[(name, clock)] = _find_or_create_metric(ctx, name)
+        return known[(name, clock)]
+
+
+def metric_ids_for(ctx: Ctx, names: set[str]) -> dict[str, str]:
+    """`metric_for` each name, without the profiles' write lock: a bulk events request then
+    never waits for an import job that holds it."""
+    return {name: metric_for(ctx, name) for name in names}
 
 
 def _find_or_create_metric(ctx: Ctx, name: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -170,10 +171,32 @@ class _Table:
     and, for profiles, which keys hold each lowercased email."""
 
     table: pa.Table
-    keys: pa.Array
+    keys: pa.ChunkedArray  # in chunks like the table's, so appending copies neither
     created: dict[str, str]
+    # Objects written since the table was last built, and keys of table rows they replace:
+    # the table is brought up to date when a read needs it, so a bulk write spends nothing
+    # on Arrow (the pushes' lookups read the indexes here, not the table).
+    pending: dict[str, _Obj] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)
     email_of: dict[str, str] = field(default_factory=dict)
     by_email: dict[str, set[str]] = field(default_factory=dict)
+
+    def current(self, overlay: Overlay) -> pa.Table:
+        """The table with every pending object in it."""
+        if self.pending:
+            table, keys = self.table, self.keys
+            if self.stale:
+                keep = pc.invert(pc.is_in(keys, value_set=pa.array(list(self.stale), pa.string())))
+                table, keys = table.filter(keep), keys.filter(keep)
+            fresh = pa.Table.from_pylist([overlay.row(obj) for obj in self.pending.values()], schema=overlay.schema)
+            table = pa.concat_tables([table, fresh])
+            keys = pa.chunked_array([*keys.chunks, pa.array(list(self.pending), pa.string())])
+            if table.column(0).num_chunks > 64:  # keep scans over few chunks
+                table = table.combine_chunks()
+                keys = pa.chunked_array([keys.combine_chunks()], pa.string())
+            self.table, self.keys = table, keys
+            self.pending, self.stale = {}, set()
+        return self.table
 
     def index_email(self, key: str, email: Any) -> None:
         old = self.email_of.pop(key, None)
@@ -186,8 +209,13 @@ class _Table:
 
 @dataclass
 class _Cache:
-    lock: threading.Lock = field(default_factory=threading.Lock)
     tables: dict[str, _Table] = field(default_factory=dict)  # kind -> table
+    # One lock per kind: an events request does not wait for an import job's profiles.
+    locks: dict[str, threading.Lock] = field(default_factory=lambda: defaultdict(threading.Lock))
+
+    def lock(self, overlay: Overlay) -> threading.Lock:
+        with _CACHES_LOCK:
+            return self.locks[overlay.kind]
 
 
 _CACHES: WeakKeyDictionary[SandboxState, _Cache] = WeakKeyDictionary()
@@ -204,7 +232,7 @@ def _email(overlay: Overlay, payload: dict[str, Any]) -> Any:
 
 
 def _entry(ctx: Ctx, cache: _Cache, overlay: Overlay) -> _Table:
-    """The overlay's table, read from the store the first time. Caller holds `cache.lock`."""
+    """The overlay's table, read from the store the first time. Caller holds its lock."""
     entry = cache.tables.get(overlay.kind)
     if entry is None:
         objects = [
@@ -212,7 +240,7 @@ def _entry(ctx: Ctx, cache: _Cache, overlay: Overlay) -> _Table:
             for o in ctx.state.destinations.list_objects(VENDOR, overlay.kind)
         ]
         table = pa.Table.from_pylist([overlay.row(obj) for obj in objects], schema=overlay.schema)
-        keys = pa.array([obj.key for obj in objects], pa.string())
+        keys = pa.chunked_array([pa.array([obj.key for obj in objects], pa.string())])
         entry = _Table(table, keys, {obj.key: obj.created_at for obj in objects})
         for obj in objects:
             entry.index_email(obj.key, _email(overlay, obj.payload))
@@ -227,8 +255,8 @@ def use(ctx: Ctx, *overlays: Overlay) -> None:
     request)."""
     cache = _cache(ctx.state)
     for overlay in overlays:
-        with cache.lock:
-            table = _entry(ctx, cache, overlay).table
+        with cache.lock(overlay):
+            table = _entry(ctx, cache, overlay).current(overlay)
         ctx.overlay(overlay.name, table)
 
 
@@ -237,26 +265,26 @@ def put_many(
 ) -> list[bool]:
     """Store objects of the overlay's kind and update its cached table; returns per item
     whether it was new (with `keep_existing`, an existing key is untouched). Later items win
-    over earlier ones with the same key. The table changes at once; the store's file is
-    written behind (`DestinationStore.write_behind`), in the same order for every writer."""
+    over earlier ones with the same key. Reads see the objects at once (the table takes them
+    when next used); the store's file is written behind (`DestinationStore.write_behind`),
+    in the same order for every writer."""
     if not items:
         return []
     cache = _cache(ctx.state)
-    with cache.lock:
+    with cache.lock(overlay):
         entry = _entry(ctx, cache, overlay)
         now = format_ts(ctx.state.clock)
         written: dict[str, _Obj] = {}
-        stale: list[str] = []  # keys whose current row the table must drop
         created_flags: list[bool] = []
         for key, payload in items:
             known = entry.created.get(key)
             if known is not None and keep_existing:
                 created_flags.append(False)
                 continue
-            if known is not None and key not in written:
-                stale.append(key)
+            if known is not None and key not in entry.pending:
+                entry.stale.add(key)  # a row of the built table
             entry.created[key] = known or now
-            written[key] = overlay.obj(key, payload, known or now, now)
+            written[key] = entry.pending[key] = overlay.obj(key, payload, known or now, now)
             created_flags.append(known is None)
         if written:
             ctx.state.destinations.write_behind(
@@ -267,16 +295,6 @@ def put_many(
             if overlay is PROFILES:
                 for obj in written.values():
                     entry.index_email(obj.key, _email(overlay, obj.payload))
-            fresh = pa.Table.from_pylist([overlay.row(obj) for obj in written.values()], schema=overlay.schema)
-            table, keys = entry.table, entry.keys
-            if stale:
-                keep = pc.invert(pc.is_in(keys, value_set=pa.array(stale, pa.string())))
-                table, keys = table.filter(keep), keys.filter(keep)
-            table = pa.concat_tables([table, fresh])
-            keys = pa.concat_arrays([keys, pa.array(list(written), pa.string())])
-            if table.column(0).num_chunks > 64:  # keep scans over few chunks
-                table = table.combine_chunks()
-            entry.table, entry.keys = table, keys
     return created_flags
 
 
@@ -289,7 +307,7 @@ def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, set[str]]:
     """Keys of the profiles written through the API that hold each (lowercased) email now,
     deleted ones included: a lookup that needs no query."""
     cache = _cache(ctx.state)
-    with cache.lock:
+    with cache.lock(PROFILES):
         entry = _entry(ctx, cache, PROFILES)
         return {e: set(entry.by_email.get(e, ())) for e in emails}
 
@@ -297,5 +315,5 @@ def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, set[str]]:
 def deleted_profile_ids(ctx: Ctx) -> set[str]:
     """Profiles deleted through Request Profile Deletion."""
     cache = _cache(ctx.state)
-    with cache.lock:
+    with cache.lock(DELETED):
         return set(_entry(ctx, cache, DELETED).created)
