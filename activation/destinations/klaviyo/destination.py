@@ -17,7 +17,7 @@ tier (see `activation.destinations.pacing`), so a push never earns a rate-limit 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
@@ -126,16 +126,20 @@ class KlaviyoDestination:
         if not members:
             return []
         list_id = self.ensure_list(audience.klaviyo_list) if audience.klaviyo_list else None
-        items = [payloads.profile_item(m) for m in members]
+        first = min(self.first_import_size, tiers.IMPORT_MAX_PROFILES)
+        items = [payloads.profile_item(m) for m in members[:first]]
         import_errors: dict[int, str] = {}
         event_errors: dict[int, str] = {}
         with (
             ThreadPoolExecutor(self.import_workers, thread_name_prefix="klaviyo-import") as imports,
             ThreadPoolExecutor(self._event_workers(), thread_name_prefix="klaviyo-events") as events,
         ):
-            jobs: dict[Future[_Result], range] = {
-                imports.submit(self._import, items, rows, list_id): rows for rows in self._import_batches(items)
-            }
+            head = next(payloads.batches(items, first, tiers.MAX_PAYLOAD_BYTES))
+            jobs: dict[Future[_Result], range] = {imports.submit(self._import, items, head, list_id): head}
+            # The rest is encoded a job at a time while the jobs before it are sent (100k
+            # profiles take most of a second to encode).
+            for rows in self._import_batches(items, len(head), members):
+                jobs[imports.submit(self._import, items, rows, list_id)] = rows
             sent: list[Future[_Result]] = []
             for done in as_completed(jobs):
                 result = done.result()
@@ -162,12 +166,17 @@ class KlaviyoDestination:
         burst = self.client.limiters.windows("bulk_create_events")[0].limit
         return max(self.workers, burst)
 
-    def _import_batches(self, items: list[bytes]) -> list[range]:
-        first = min(self.first_import_size, tiers.IMPORT_MAX_PROFILES)
-        head = next(payloads.batches(items, first, tiers.MAX_PAYLOAD_BYTES), range(0))
-        rest = list(range(len(head), len(items)))
-        tail = payloads.batches([items[i] for i in rest], tiers.IMPORT_MAX_PROFILES, tiers.MAX_PAYLOAD_BYTES)
-        return [head, *(range(rest[r.start], rest[r.stop - 1] + 1) for r in tail)]
+    @staticmethod
+    def _import_batches(items: list[bytes], start: int, members: Sequence[Member]) -> Iterator[range]:
+        """Jobs for the members from `start` on, each within Klaviyo's count and size limits;
+        `items` (the encoded profiles so far) grows as the jobs are cut."""
+        while start < len(members):
+            if len(items) < start + tiers.IMPORT_MAX_PROFILES:
+                stop = min(len(members), start + tiers.IMPORT_MAX_PROFILES)
+                items += [payloads.profile_item(m) for m in members[len(items) : stop]]
+            rows = next(payloads.batches(items[start:], tiers.IMPORT_MAX_PROFILES, tiers.MAX_PAYLOAD_BYTES))
+            yield range(start, start + len(rows))
+            start += len(rows)
 
     def _import(self, items: list[bytes], rows: range, list_id: str | None) -> _Result:
         """One import job: send, wait for it, and read its import errors."""
