@@ -168,13 +168,14 @@ class KlaviyoDestination:
 
     @staticmethod
     def _import_batches(items: list[bytes], start: int, members: Sequence[Member]) -> Iterator[range]:
-        """Jobs for the members from `start` on, each within Klaviyo's count and size limits;
-        `items` (the encoded profiles so far) grows as the jobs are cut."""
+        """Jobs for the members from `start` on, each within Klaviyo's 10,000 profiles and
+        5 MB; `items` (the encoded profiles so far) grows as the jobs are cut."""
+        size = tiers.IMPORT_MAX_PROFILES
         while start < len(members):
-            if len(items) < start + tiers.IMPORT_MAX_PROFILES:
-                stop = min(len(members), start + tiers.IMPORT_MAX_PROFILES)
+            if len(items) < start + size:
+                stop = min(len(members), start + size)
                 items += [payloads.profile_item(m) for m in members[len(items) : stop]]
-            rows = next(payloads.batches(items[start:], tiers.IMPORT_MAX_PROFILES, tiers.MAX_PAYLOAD_BYTES))
+            rows = next(payloads.batches(items[start : start + size], size, tiers.MAX_PAYLOAD_BYTES))
             yield range(start, start + len(rows))
             start += len(rows)
 
