@@ -133,7 +133,9 @@ def small_world_nights(tmp_path_factory):
     root = tmp_path_factory.mktemp("small_world_nights")
     data = root / "data"
     first = demo_night(data, *SMALL_WORLD)
-    first.snapshot = root / "first_night.duckdb"
-    shutil.copy(first.warehouse, first.snapshot)
+    # The whole data dir as the first night left it (world and its clock, warehouse, dlt state),
+    # so a test can play the following nights another way (the catch-up test skips one).
+    shutil.copytree(data, root / "first_night")
+    first.snapshot = root / "first_night" / "warehouse.duckdb"
     second = demo_night(data, *SMALL_WORLD, "--advance-days", "1")
     return [first, second]
