@@ -95,6 +95,17 @@ def _summary(warehouse: Path) -> list[tuple[str, int]]:
         con.close()
 
 
+def _slowest_steps(result, top: int = 8) -> str:
+    """The run's slowest steps with their seconds: where a night's time goes."""
+    seconds = {
+        event.step_key: event.event_specific_data.duration_ms / 1000
+        for event in result.all_events
+        if event.is_step_success and event.step_key
+    }
+    slowest = sorted(seconds.items(), key=lambda item: -item[1])[:top]
+    return ", ".join(f"{step} {s:.1f}s" for step, s in slowest)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m orchestration.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+        print(f"      slowest steps: {_slowest_steps(result)}")
         print(f"[4/4] Done in {elapsed:.1f}s. Warehouse {data / 'warehouse.duckdb'}:")
         for table, rows in _summary(data / "warehouse.duckdb"):
             print(f"    {table:<45} {rows:>10,} rows")
