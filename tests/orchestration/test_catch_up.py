@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.schedules import NOW_TAG, NightlySettings, build_nightly_schedule, nightly_job
+from orchestration.defs.schedules import NOW_TAG, NightlySettings, build_nightly_schedule, nightly_job, tick_tags
 from orchestration.defs.transform.dbt import logical_now
 from tests.demo_runs import run_demo
 
@@ -153,29 +153,33 @@ def _raw_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         ("Europe/Berlin", datetime(2026, 11, 2, 3, tzinfo=ZoneInfo("Europe/Berlin")), "2026-11-02T02:00:00+00:00"),
     ],
 )
-def test_a_run_started_late_reads_its_own_tick_as_now(monkeypatch, timezone, tick, now):
-    # The daemon was down at 03:00 and launches that tick's run hours later: the run's time rules
-    # still read the tick, whatever the clock says when it starts.
+def test_a_run_launched_on_time_reads_its_tick_as_now(monkeypatch, timezone, tick, now):
     monkeypatch.delenv("TESSERA_NOW", raising=False)
-    schedule = build_nightly_schedule(NightlySettings(cron="0 3 * * *", timezone=timezone))
+    assert tick_tags(tick, launched_at=tick + timedelta(seconds=20)) == {NOW_TAG: now}
+    assert logical_now(tick_tags(tick, launched_at=tick)) == now
+
+
+def test_a_run_launched_hours_after_its_tick_reads_its_launch_as_now():
+    # The daemon was down at 03:00 and launches that tick's run at 09:00: its loads read the
+    # vendors up to 09:00, so a 03:00 "now" would find records from the future (the raw gates stop
+    # the night) and miss orders placed since (an abandoned-cart email to someone who bought).
+    tick = datetime(2026, 11, 2, 3, tzinfo=UTC)
+    assert tick_tags(tick, launched_at=datetime(2026, 11, 2, 9, tzinfo=UTC)) == {NOW_TAG: "2026-11-02T09:00:00+00:00"}
+
+
+def test_the_schedule_tags_each_run_with_its_now(monkeypatch):
+    monkeypatch.delenv("TESSERA_NOW", raising=False)
+    schedule = build_nightly_schedule(NightlySettings(cron="0 3 * * *", timezone="UTC"))
+    tick = datetime.now(UTC).replace(microsecond=0)
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
-    assert request.tags[NOW_TAG] == now
-    assert logical_now(request.tags) == now
+    assert logical_now(request.tags) == tick.isoformat()
 
 
-def test_an_explicit_now_wins_over_the_tick(monkeypatch):
+def test_an_explicit_now_wins_over_the_tag(monkeypatch):
     # The sandbox's world clock (or a replay by hand) is set in the environment.
     monkeypatch.setenv("TESSERA_NOW", "2026-10-01T00:00:00Z")
     assert logical_now({NOW_TAG: "2026-11-02T03:00:00+00:00"}) == "2026-10-01T00:00:00Z"
-
-
-def test_dagsters_own_record_of_the_tick_is_read_too(monkeypatch):
-    # A run Dagster launched for a tick without our tag (a schedule defined elsewhere) keeps its time.
-    from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
-
-    monkeypatch.delenv("TESSERA_NOW", raising=False)
-    assert logical_now({SCHEDULED_EXECUTION_TIME_TAG: "2026-11-02T03:00:00+00:00"}) == "2026-11-02T03:00:00+00:00"
 
 
 def test_the_schedule_is_not_partitioned_so_downtime_brings_one_catch_up_run():

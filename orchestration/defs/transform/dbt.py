@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
-from dagster._core.storage.tags import SCHEDULED_EXECUTION_TIME_TAG
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from orchestration.defs.schedules import NOW_TAG
@@ -63,11 +62,6 @@ def logical_now(run_tags: Mapping[str, str]) -> str | None:
     """The run's "now" for every time rule (abandoned after 24 h, windows, recency).
 
     An explicit `TESSERA_NOW` (an ISO timestamp: a backfill, or the sandbox's world clock) wins;
-    otherwise the run's `tessera/now` tag (the schedule's tick, or set by hand on a launch), else
-    Dagster's own record of the tick; otherwise none, and dbt uses the moment it started."""
-    return (
-        os.environ.get("TESSERA_NOW")
-        or run_tags.get(NOW_TAG)
-        # Dagster 1.13 keeps a scheduled run's tick under a hidden tag (`.dagster/...`).
-        or run_tags.get(SCHEDULED_EXECUTION_TIME_TAG)
-    )
+    otherwise the run's `tessera/now` tag (set by the schedule, or by hand on a launch); otherwise
+    none, and dbt uses the moment it started."""
+    return os.environ.get("TESSERA_NOW") or run_tags.get(NOW_TAG)
