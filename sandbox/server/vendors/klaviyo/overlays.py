@@ -305,11 +305,12 @@ def put(ctx: Ctx, overlay: Overlay, key: str, payload: dict[str, Any]) -> None:
 
 def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, set[str]]:
     """Keys of the profiles written through the API that hold each (lowercased) email now,
-    deleted ones included: a lookup that needs no query."""
+    deleted ones included, for the emails some such profile holds: a lookup that needs no
+    query."""
     cache = _cache(ctx.state)
     with cache.lock(PROFILES):
-        entry = _entry(ctx, cache, PROFILES)
-        return {e: set(entry.by_email.get(e, ())) for e in emails}
+        index = _entry(ctx, cache, PROFILES).by_email
+        return {e: set(keys) for e in emails if (keys := index.get(e))}
 
 
 def deleted_profile_ids(ctx: Ctx) -> set[str]:

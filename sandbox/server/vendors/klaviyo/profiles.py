@@ -469,11 +469,10 @@ def profile_ids_by_email(ctx: Ctx, emails: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     ask: list[str] = []
     for email in emails:
-        keys = written.get(email)
-        if keys is None:
+        if email in store_emails:
             ask.append(email)
             continue
-        live = keys - deleted
+        live = written.get(email, set()) - deleted
         if len(live) == 1 and not live & store_ids:
             found[email] = next(iter(live))
         elif live:
