@@ -192,7 +192,8 @@ def _jobs(state: SandboxState) -> dict[str, dict[str, Any]]:
 def _store_job(ctx: Ctx, job_id: str, job: dict[str, Any]) -> None:
     now = format_ts(ctx.state.clock)
     ctx.state.destinations.write_behind(VENDOR, "bulk_import_job", [(job_id, json.dumps(job), now, now)])
-    _jobs(ctx.state)[job_id] = job
+    # What a poll reads stays in memory; the profile ids (10,000 a job) only in the store.
+    _jobs(ctx.state)[job_id] = {k: v for k, v in job.items() if k != "profile_ids"}
 
 
 def _job(ctx: Ctx) -> tuple[str, dict[str, Any]]:
