@@ -14,7 +14,7 @@ CUSTOMERS ?= 3000
 DAYS ?= 90
 PORT ?= 8700
 
-.PHONY: help setup demo test lint format dev sandbox docs bench clean
+.PHONY: help setup browser demo test lint format dev sandbox docs bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,10 +29,23 @@ dbt_project/target/manifest.json: .venv/.tessera-synced $(shell find dbt_project
 
 setup: .venv/.tessera-synced dbt_project/target/manifest.json  ## install the locked environment and build the dbt manifest
 
+# The browser test drives the OS's Chromium (Playwright's own browser download is not used).
+# Installed from Debian's packages when missing and possible; otherwise the test fails and says how.
+browser:  ## install Chromium from the OS packages for the Dagster UI test (needs root and apt-get)
+	@if [ -n "$$TESSERA_BROWSER" ] || [ -x /usr/bin/chromium ]; then \
+	  :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing Chromium from the OS packages for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+	  echo "No /usr/bin/chromium and no way to install it here (needs root and apt-get): the browser test will fail." \
+	    "Install the chromium package, or set TESSERA_BROWSER to a Chromium binary." >&2; \
+	fi
+
 demo: setup  ## generate a sandbox shop, serve it, and run the whole pipeline (SEED=, CUSTOMERS=, DAYS=)
 	.venv/bin/python -m orchestration.demo --seed $(SEED) --customers $(CUSTOMERS) --days $(DAYS) --port $(PORT) $(DEMO_ARGS)
 
-test: setup  ## lint, then run the whole test suite
+test: setup browser  ## lint, then run the whole test suite
 	.venv/bin/ruff check .
 	cd dbt_project && ../.venv/bin/sqlfluff lint models
 	.venv/bin/python -m pytest
