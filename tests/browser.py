@@ -51,6 +51,27 @@ def chromium_executable() -> Path:
     return path
 
 
+@contextmanager
+def headless_chromium(profile: Path, executable: Path, *, timeout_ms: int) -> Iterator[object]:
+    """A Playwright browser context on a fresh Chromium profile in `profile` (nothing remembered
+    from an earlier run); closed, with its Chromium processes, when the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=str(executable),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1600, "height": 1000},
+        )
+        context.set_default_timeout(timeout_ms)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
 class UiSteps:
     """Named steps of a UI test: a screenshot after each, and on failure what the page showed."""
 

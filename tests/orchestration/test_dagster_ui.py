@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 
 from sandbox.env import sandbox_env
-from tests.browser import CHROMIUM_ARGS, SCREENSHOTS, UiSteps, chromium_executable
+from tests.browser import SCREENSHOTS, UiSteps, chromium_executable, headless_chromium
 from tests.dagster_dev import DagsterDev, running_dagster_dev
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -32,26 +32,8 @@ RUN_TIMEOUT_S = 480
 UI_TIMEOUT_MS = 90_000
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
-
-@pytest.fixture()
-def browser_context(tmp_path):
-    """A fresh headless Chromium profile (nothing remembered from an earlier run)."""
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_executable()
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "chromium_profile"),
-            executable_path=str(executable),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1600, "height": 1000},
-        )
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
+RUN_QUERY = """query ($runId: ID!) { runOrError(runId: $runId) { ... on Run {
+    runId status stepStats { stepKey status } } } }"""
 
 
 def _graph_node(page, name: str):
@@ -70,17 +52,19 @@ def _wait_for_run(dev: DagsterDev, run_id: str) -> dict:
     raise AssertionError(f"run {run_id} did not finish within {RUN_TIMEOUT_S}s (last status {run['status']})")
 
 
-RUN_QUERY = """query ($runId: ID!) { runOrError(runId: $runId) { ... on Run {
-    runId status stepStats { stepKey status } } } }"""
-
-
-def test_asset_graph_nightly_run_and_report_in_the_ui(private_sandbox, tmp_path, browser_context):
+# The nightly run alone takes 2-4 minutes on two busy cores; pytest's default 600 s is too tight.
+@pytest.mark.timeout(900)
+def test_asset_graph_nightly_run_and_report_in_the_ui(private_sandbox, tmp_path):
+    chromium = chromium_executable()  # before anything starts: no browser, a quick and clear failure
     data = tmp_path / "data"
     env = sandbox_env(private_sandbox.url, private_sandbox.world)
     started = time.perf_counter()
-    with running_dagster_dev(data, env) as dev:
+    with (
+        running_dagster_dev(data, env) as dev,
+        headless_chromium(tmp_path / "chromium_profile", chromium, timeout_ms=UI_TIMEOUT_MS) as browser,
+    ):
         print(f"dagster dev ready: {time.perf_counter() - started:.1f}s")
-        page = browser_context.new_page()
+        page = browser.new_page()
         # A fresh profile gets Dagster's newsletter prompt once, at any moment: dismiss it as a user would.
         page.add_locator_handler(
             page.get_by_text("Join the Dagster community"), lambda: page.get_by_role("button", name="Skip").click()
