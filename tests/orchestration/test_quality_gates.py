@@ -20,6 +20,8 @@ from orchestration.resources import WarehouseResource
 DIM_CUSTOMERS = dg.AssetKey(["marts", "dim_customers"])
 
 
+# The tests on a real night (marked slow) read the shared two nights: whichever test of the session
+# comes first builds them (two demo runs) in its setup, which outlasts the default timeout.
 @pytest.fixture(scope="module")
 def night(small_world_nights):
     """The second shared night: its warehouse and the world's clock it ran at."""
@@ -33,6 +35,8 @@ def _copy(night, tmp_path) -> WarehouseResource:
     return WarehouseResource(data_dir=str(tmp_path))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_every_suite_passes_on_a_sound_night(night):
     warehouse, now = night[0].warehouse, night[1]
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -42,6 +46,8 @@ def test_every_suite_passes_on_a_sound_night(night):
     assert all(r.row_count > 0 for r in results if r.suite.name != "marts.abandoned_checkouts")
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_table_that_shrank_sharply_since_the_last_passing_run_fails(night):
     warehouse, now = night[0].warehouse, night[1]
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -60,6 +66,8 @@ def dim_customers_as_built() -> None:
     """Stands in for the dbt build: the table is already in the copied warehouse."""
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_duplicate_customer_fails_the_blocking_gate_and_no_push_runs(night, tmp_path, monkeypatch):
     monkeypatch.setenv("TESSERA_NOW", night[1].isoformat())
     warehouse = _copy(night[0], tmp_path)
