@@ -6,7 +6,22 @@
 
     "At start" values come from the Checkout Started event, or from the checkout's first event
     when Checkout Started has not arrived yet (a late event).
+
+    Incremental: a checkout's row is rebuilt from all its events whenever one of them is
+    received (Mixpanel's `processed_at`) after the newest event this table has seen, less
+    `tessera__sessions_rebuild_margin_hours` for events received while the previous export ran
+    (the same rule as int_device_sessions). Other checkouts are untouched, and a full refresh
+    gives the same table.
 -#}
+
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='checkout_token',
+        on_schema_change='fail',
+    )
+}}
 
 with
 
@@ -35,10 +50,30 @@ events as (
         utm_medium,
         device_type,
         occurred_at,
+        coalesce(processed_at, occurred_at) as processed_at,
         -- Orders the events so that Checkout Started comes first, then time.
         (event_name <> 'Checkout Started', occurred_at, insert_id) as start_order
     from {{ ref('stg_mixpanel__events') }}
-    where checkout_id is not null
+    where
+        checkout_id is not null
+        {% if is_incremental() %}
+            and checkout_id in (
+                select received.checkout_id
+                from {{ ref('stg_mixpanel__events') }} as received
+                where
+                    received.checkout_id is not null
+                    and coalesce(received.processed_at, received.occurred_at) > (
+                        -- An empty table has seen nothing: every checkout is new.
+                        select
+                            coalesce(
+                                max(pivoted.last_processed_at)
+                                - to_hours(cast({{ var('tessera__sessions_rebuild_margin_hours') }} as bigint)),
+                                cast('-infinity' as timestamptz)
+                            )
+                        from {{ this }} as pivoted
+                    )
+            )
+        {% endif %}
 
 )
 
@@ -98,6 +133,8 @@ select
     min(occurred_at) filter (where event_name = 'Checkout Started') as started_at,
     min(occurred_at) as first_event_at,
     max(occurred_at) as last_event_at,
-    min(occurred_at) filter (where event_name = 'Order Completed') as order_completed_at
+    min(occurred_at) filter (where event_name = 'Order Completed') as order_completed_at,
+    -- When Mixpanel received the checkout's newest event: where the next incremental run starts.
+    max(processed_at) as last_processed_at
 from events
 group by checkout_token
