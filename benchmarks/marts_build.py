@@ -97,7 +97,9 @@ def _profiles(directory: Path, warehouse: Path) -> Path:
 def _dbt_build(warehouse: Path, now: str, target: Path, full_refresh: bool) -> dict:
     dbt = Path(sys.executable).with_name("dbt")
     profiles = _profiles(target.parent, warehouse)
-    cmd = [str(dbt), "build", "--project-dir", str(DBT_PROJECT), "--profiles-dir", str(profiles)]
+    # As the nightly asset runs it: unit tests belong to the test suite, not to a night's build.
+    cmd = [str(dbt), "build", "--exclude-resource-type", "unit_test"]
+    cmd += ["--project-dir", str(DBT_PROJECT), "--profiles-dir", str(profiles)]
     cmd += ["--target-path", str(target), "--log-path", str(target / "logs")]
     cmd += ["--vars", json.dumps({"tessera__now": now})]
     if full_refresh:
