@@ -45,7 +45,9 @@ def run_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
             "path": dg.MetadataValue.path(str(path)),
             "url": dg.MetadataValue.url(path.as_uri()),
             "report": dg.MetadataValue.md(
-                f"[Open the run report]({path.as_uri()}) · [latest]({latest.as_uri()})\n\n"
+                # The UI does not follow file:// links written in markdown (it blanks them), so the
+                # text names the files and the `url` entry is the link that opens the page.
+                f"Run report: `{path}` (open it with the `url` entry) · latest: `{latest}`\n\n"
                 + "".join(f"- {name.replace('_', ' ')}: {value:,}\n" for name, value in report.figures.items())
             ),
             "latest": dg.MetadataValue.path(str(latest)),
