@@ -62,16 +62,7 @@ events as (
                 from {{ ref('stg_mixpanel__events') }} as received
                 where
                     received.checkout_id is not null
-                    and coalesce(received.processed_at, received.occurred_at) > (
-                        -- An empty table has seen nothing: every checkout is new.
-                        select
-                            coalesce(
-                                max(pivoted.last_processed_at)
-                                - to_hours(cast({{ var('tessera__sessions_rebuild_margin_hours') }} as bigint)),
-                                cast('-infinity' as timestamptz)
-                            )
-                        from {{ this }} as pivoted
-                    )
+                    and coalesce(received.processed_at, received.occurred_at) > {{ mixpanel_received_watermark() }}
             )
         {% endif %}
 

@@ -31,15 +31,7 @@ received as (
     where
         device_id is not null
         {% if is_incremental() %}
-            and coalesce(processed_at, occurred_at) > (
-                select
-                    coalesce(
-                        max(seen.last_processed_at)
-                        - to_hours(cast({{ var('tessera__sessions_rebuild_margin_hours') }} as bigint)),
-                        cast('-infinity' as timestamptz)
-                    )
-                from {{ this }} as seen
-            )
+            and coalesce(processed_at, occurred_at) > {{ mixpanel_received_watermark() }}
         {% endif %}
 
 ),

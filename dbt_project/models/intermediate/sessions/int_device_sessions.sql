@@ -47,16 +47,7 @@ events as (
             and device_id in (
                 select received.device_id
                 from {{ ref('stg_mixpanel__events') }} as received
-                where coalesce(received.processed_at, received.occurred_at) > (
-                    -- An empty table has seen nothing: every device is new.
-                    select
-                        coalesce(
-                            max(sessionized.last_processed_at)
-                            - to_hours(cast({{ var('tessera__sessions_rebuild_margin_hours') }} as bigint)),
-                            cast('-infinity' as timestamptz)
-                        )
-                    from {{ this }} as sessionized
-                )
+                where coalesce(received.processed_at, received.occurred_at) > {{ mixpanel_received_watermark() }}
             )
         {% endif %}
 
