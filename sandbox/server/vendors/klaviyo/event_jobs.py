@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from sandbox.server.state import format_ts
+from sandbox.server.state import collection_paused, format_ts
 from sandbox.server.vendors.klaviyo import overlays
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, jsonapi, parse_datetime
 from sandbox.server.vendors.klaviyo.events import metric_ids_for, nested_data
@@ -123,7 +123,7 @@ def create_event_bulk_job(ctx: Ctx) -> Response:
     """POST /api/event-bulk-create-jobs: 202, no body."""
     if len(ctx.raw_body()) > MAX_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
-    with _ONE_REQUEST_AT_A_TIME:
+    with _ONE_REQUEST_AT_A_TIME, collection_paused():
         return _event_bulk_job(ctx)
 
 

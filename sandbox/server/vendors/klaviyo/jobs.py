@@ -18,7 +18,7 @@ import orjson
 import pyarrow as pa
 from starlette.responses import Response
 
-from sandbox.server.state import SandboxState, format_ts
+from sandbox.server.state import SandboxState, collection_paused, format_ts
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, iso, jsonapi, not_found
 from sandbox.server.vendors.klaviyo.lists import require_list, set_membership
 from sandbox.server.vendors.klaviyo.profiles import (
@@ -106,7 +106,7 @@ def create_bulk_import_job(ctx: Ctx) -> Response:
     job; they become import errors and count in `failed_count`."""
     if len(ctx.raw_body()) > MAX_JOB_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
-    with _ONE_JOB_AT_A_TIME:
+    with _ONE_JOB_AT_A_TIME, collection_paused():
         return _bulk_import_job(ctx)
 
 
