@@ -37,7 +37,7 @@ MAX_EVENTS = 1000
 MAX_BYTES = 5 * 1024 * 1024
 
 
-@dataclass
+@dataclass(slots=True)
 class _Event:
     metric: str
     properties: dict[str, Any]
@@ -46,18 +46,28 @@ class _Event:
     unique_id: str | None
 
 
-def _event(ctx: Ctx, item: Any, pointer: str) -> _Event:
+def _nested(attributes: dict[str, Any], name: str, expected_type: str) -> dict[str, Any]:
+    """`events.nested_data` inlined for the loop over a request's entries (same checks and
+    the same error)."""
+    outer = attributes.get(name)
+    data = outer.get("data") if isinstance(outer, dict) else None
+    if not isinstance(data, dict) or data.get("type") != expected_type:
+        return nested_data(attributes, name, expected_type)  # raises the error
+    return data
+
+
+def _event(item: Any, now: datetime, pointer: str) -> _Event:
     if not isinstance(item, dict) or item.get("type") != "event":
         raise invalid("Each event must be a resource object of type 'event'.", pointer=f"{pointer}/type")
     attributes = item.get("attributes") or {}
     properties = attributes.get("properties")
     if not isinstance(properties, dict):
         raise invalid("`properties` is required and must be an object.", pointer=f"{pointer}/attributes/properties")
-    metric = nested_data(attributes, "metric", "metric")
+    metric = _nested(attributes, "metric", "metric")
     name = (metric.get("attributes") or {}).get("name")
     if not isinstance(name, str) or not name.strip():
         raise invalid("The metric name is required.", pointer=f"{pointer}/attributes/metric/data/attributes/name")
-    when = ctx.state.clock
+    when = now
     if attributes.get("time") is not None:
         try:
             when = parse_datetime(str(attributes["time"]))
@@ -80,6 +90,7 @@ def _entries(ctx: Ctx, body: dict[str, Any]) -> list[tuple[Upsert, list[_Event]]
         raise invalid("`events-bulk-create.data` must be a non-empty array.", pointer=base)
     out: list[tuple[Upsert, list[_Event]]] = []
     total = 0
+    now = ctx.state.clock  # one instant for the request's events that give no time
     for i, entry in enumerate(entries):
         pointer = f"{base}/{i}"
         if not isinstance(entry, dict) or entry.get("type") != "event-bulk-create":
@@ -87,16 +98,17 @@ def _entries(ctx: Ctx, body: dict[str, Any]) -> list[tuple[Upsert, list[_Event]]
                 "Each entry must be a resource object of type 'event-bulk-create'.", pointer=f"{pointer}/type"
             )
         attributes = entry.get("attributes") or {}
-        profile = nested_data(attributes, "profile", "profile")
+        profile = _nested(attributes, "profile", "profile")
         profile_pointer = f"{pointer}/attributes/profile/data/attributes"
         profile_attributes = validate_attributes(profile.get("attributes") or {}, profile_pointer)
-        events = (attributes.get("events") or {}).get("data") if isinstance(attributes.get("events"), dict) else None
+        events = attributes.get("events")
+        events = (events or {}).get("data") if isinstance(events, dict) else None
         if not isinstance(events, list) or not events:
             raise invalid("`events.data` must be a non-empty array.", pointer=f"{pointer}/attributes/events/data")
         total += len(events)
         if total > MAX_EVENTS:
             raise invalid(f"A request may contain at most {MAX_EVENTS} events.", pointer=base)
-        parsed = [_event(ctx, e, f"{pointer}/attributes/events/data/{j}") for j, e in enumerate(events)]
+        parsed = [_event(e, now, f"{pointer}/attributes/events/data/{j}") for j, e in enumerate(events)]
         out.append((Upsert(profile_attributes, profile.get("id"), profile_pointer), parsed))
     return out
 
@@ -105,10 +117,14 @@ def _profile_ids(ctx: Ctx, upserts: list[Upsert]) -> list[str]:
     """The profile of each entry. Entries that only name an existing profile by email are
     looked up (no write); the others are created or updated as Create Event does."""
     ids: list[str | None] = [None] * len(upserts)
-    named = [i for i, u in enumerate(upserts) if u.profile_id is None and set(u.attributes) == {"email"}]
-    found = profile_ids_by_email(ctx, [upserts[i].attributes["email"].lower() for i in named])
-    for i in named:
-        ids[i] = found.get(upserts[i].attributes["email"].lower())
+    named: list[tuple[int, str]] = []
+    for i, u in enumerate(upserts):
+        attributes = u.attributes
+        if u.profile_id is None and len(attributes) == 1 and "email" in attributes:
+            named.append((i, attributes["email"].lower()))
+    found = profile_ids_by_email(ctx, [email for _, email in named])
+    for i, email in named:
+        ids[i] = found.get(email)
     rest = [i for i, pid in enumerate(ids) if pid is None]
     if not rest:
         return [pid for pid in ids if pid is not None]

@@ -322,14 +322,14 @@ def put(ctx: Ctx, overlay: Overlay, key: str, payload: dict[str, Any]) -> None:
     put_many(ctx, overlay, [(key, payload)])
 
 
-def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, set[str]]:
+def profile_keys_by_email(ctx: Ctx, emails: list[str]) -> dict[str, tuple[str, ...]]:
     """Keys of the profiles written through the API that hold each (lowercased) email now,
     deleted ones included, for the emails some such profile holds: a lookup that needs no
     query."""
     cache = _cache(ctx.state)
     with cache.lock(PROFILES):
         index = _entry(ctx, cache, PROFILES).by_email
-        return {e: set(keys) for e in emails if (keys := index.get(e))}
+        return {e: keys for e in emails if (keys := index.get(e))}
 
 
 def deleted_profile_ids(ctx: Ctx) -> set[str]:
