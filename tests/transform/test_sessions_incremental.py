@@ -118,4 +118,3 @@ def test_the_second_night_changed_earlier_sessions_through_late_events(warehouse
     print(f"sessions: {before} after the first night, {after} after the second, {changed} earlier ones changed")
     assert after > before
     assert changed > 0
-

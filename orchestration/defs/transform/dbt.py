@@ -1,8 +1,8 @@
 """The dbt project as Dagster assets: staging, intermediate and marts."""
 
-import json
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,6 +13,9 @@ from orchestration.paths import DBT_PROJECT_DIR
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
+
+# The run's "now" as dbt's tessera_now() macro reads it.
+DBT_NOW_ENV = "TESSERA_DBT_NOW"
 
 
 class TesseraDbtTranslator(DagsterDbtTranslator):
@@ -53,11 +56,24 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # Unit tests check the models' logic on fixed inputs, not the night's data: they run in the
     # test suite (tests/transform/test_dbt_unit_tests.py), as dbt advises, not every night.
     args = ["build", "--exclude-resource-type", "unit_test"]
+    # dbt.log beside the warehouse, as the console shows it: at debug level it grows 10 MB a night.
+    args += ["--log-level-file", "info", "--log-format-file", "text"]
+    # "now" goes in the environment, not --vars: changed vars make dbt re-parse the whole project.
     now = logical_now(context.run.tags)
     if now:
         context.log.info(f"time rules read now = {now}")
-        args += ["--vars", json.dumps({"tessera__now": now})]
-    yield from dbt.cli(args, context=context).stream()
+        os.environ[DBT_NOW_ENV] = now
+    else:
+        os.environ.pop(DBT_NOW_ENV, None)
+    yield from dbt.cli(args, context=context, target_path=dbt_target_path(warehouse)).stream()
+
+
+def dbt_target_path(warehouse: WarehouseResource) -> Path:
+    """dbt's artifacts for this warehouse, kept from run to run beside it. dbt's parse state
+    (partial_parse.msgpack) holds the profile, so it serves the next run only when it belongs to
+    the same warehouse; runs on one warehouse never overlap (the warehouse pool), so neither do
+    their artifacts."""
+    return warehouse.root / "dbt_target"
 
 
 def logical_now(run_tags: Mapping[str, str]) -> str | None:
