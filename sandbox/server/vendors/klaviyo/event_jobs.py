@@ -9,8 +9,10 @@ Events de-duplicate on (metric, profile, `unique_id`) like Create Event.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +34,41 @@ from sandbox.server.vendors.klaviyo.profiles import (
 #: Requests are worked one at a time, in about the order they came: shared by turns, ten
 #: requests that arrive together (a client's burst) are all answered as late as the last.
 _ONE_REQUEST_AT_A_TIME = threading.Lock()
+
+
+class _EventsFirst:
+    """Bulk events requests go before the import job being worked. Under Klaviyo's limits a
+    client sends events request i+10 a second after request i is answered, so every delay
+    in answering one is added to all that follow it; an import job is waited for only by
+    the events of its own profiles, which come later. While a bulk events request is being
+    worked, an import job pauses at the points where it holds no lock such a request needs
+    (at most `limit` seconds at each, so an endless stream of events cannot stop it)."""
+
+    def __init__(self, limit: float = 0.25) -> None:
+        self._limit = limit
+        self._cond = threading.Condition()
+        self._working = 0
+
+    @contextlib.contextmanager
+    def working(self) -> Iterator[None]:
+        with self._cond:
+            self._working += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._working -= 1
+                if not self._working:
+                    self._cond.notify_all()
+
+    def give_way(self) -> None:
+        """Wait while bulk events requests are being worked (called by an import job)."""
+        with self._cond:
+            if self._working:
+                self._cond.wait_for(lambda: not self._working, timeout=self._limit)
+
+
+EVENTS_FIRST = _EventsFirst()
 #: Bulk Create Events: at most 1,000 events and 5 MB per request.
 MAX_EVENTS = 1000
 MAX_BYTES = 5 * 1024 * 1024
@@ -139,7 +176,7 @@ def create_event_bulk_job(ctx: Ctx) -> Response:
     """POST /api/event-bulk-create-jobs: 202, no body."""
     if len(ctx.raw_body()) > MAX_BYTES:
         raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
-    with _ONE_REQUEST_AT_A_TIME, collection_paused():
+    with EVENTS_FIRST.working(), _ONE_REQUEST_AT_A_TIME, collection_paused():
         return _event_bulk_job(ctx)
 
 

@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from sandbox.server.state import SandboxState, collection_paused, format_ts
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, iso, jsonapi, not_found
+from sandbox.server.vendors.klaviyo.event_jobs import EVENTS_FIRST
 from sandbox.server.vendors.klaviyo.lists import require_list, set_membership
 from sandbox.server.vendors.klaviyo.profiles import (
     Upsert,
@@ -127,13 +128,18 @@ def _bulk_import_job(ctx: Ctx) -> Response:
     for lid in list_ids:
         require_list(ctx, lid)
 
+    # Bulk events requests are worked first; the job gives way between its steps, where it
+    # holds no lock they take.
     outcomes: list[Upsert | KlaviyoError] = []
     for i, item in enumerate(profiles):
+        if not i % 1000:
+            EVENTS_FIRST.give_way()
         try:
             outcomes.append(_validate(ctx, i, item))
         except KlaviyoError as exc:
             outcomes.append(exc)
     valid = [o for o in outcomes if isinstance(o, Upsert)]
+    EVENTS_FIRST.give_way()
     written = iter(upsert_profiles(ctx, valid))
     imported: list[str] = []
     created: set[str] = set()
@@ -155,6 +161,7 @@ def _bulk_import_job(ctx: Ctx) -> Response:
             if result[1]:
                 created.add(result[0])
     for lid in list_ids:
+        EVENTS_FIRST.give_way()
         set_membership(ctx, lid, imported, member=True, new_profiles=created)
 
     job_id = new_ulid()

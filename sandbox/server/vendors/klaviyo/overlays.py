@@ -59,7 +59,7 @@ class Overlay:
         """The payload as the store keeps it, reusing the field already encoded."""
         if not self.json_field:
             return orjson.dumps(obj.payload, default=str).decode()
-        if len(obj.payload) == 1 and self.json_field in obj.payload:  # the field alone (a profile's attributes): no copy to encode
+        if len(obj.payload) == 1 and self.json_field in obj.payload:  # a profile's attributes alone
             return f'{{"{self.json_field}":{obj.encoded}}}'
         return orjson.dumps({**obj.payload, self.json_field: orjson.Fragment(obj.encoded)}, default=str).decode()
 
