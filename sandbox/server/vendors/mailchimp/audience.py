@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import weakref
 from datetime import datetime
 from functools import cached_property
 from typing import Any
@@ -54,8 +55,13 @@ FROM mailchimp_activity
 WHERE list_id = $list AND timestamp <= $clock AND campaign_id IS NOT NULL {one}
 GROUP BY 1
 """
-#: Restricts either query to one subscriber hash (single-member endpoints).
-_ONE = "AND md5(lower(email_address)) = $hash"
+#: Restricts either query to one member (single-member endpoints), by address: hashing every
+#: row to find one subscriber hash cost a scan with an md5 per row, several times a request.
+_ONE = "AND lower(email_address) = $email"
+
+#: state -> list id -> {subscriber hash: address} over every member the store ever holds (the
+#: store is fixed while a world is served; the clock only gates what is visible).
+_ADDRESSES: weakref.WeakKeyDictionary[SandboxState, dict[str, dict[str, str]]] = weakref.WeakKeyDictionary()
 
 
 class Audience:
@@ -65,6 +71,7 @@ class Audience:
         self.state = state
         self.list_id = list_id
         self.clock = state.clock
+        self._members_read: dict[str, tuple[dict[str, Any] | None, tuple[int, int, int]]] = {}
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -86,14 +93,41 @@ class Audience:
             for o in self.state.destinations.list_objects(VENDOR, "member", key_prefix=prefix)
         }
 
+    def _address(self, hash_: str) -> str | None:
+        """The store's address behind a subscriber hash (None for a member only the API made)."""
+        lists = _ADDRESSES.setdefault(self.state, {})
+        if self.list_id not in lists:  # two threads may both build it; either result is the same
+            rows = query(
+                self.state,
+                "SELECT DISTINCT email_address FROM mailchimp_members WHERE list_id = $list",
+                {"list": self.list_id},
+            )
+            lists[self.list_id] = {subscriber_hash(r["email_address"]): r["email_address"].lower() for r in rows}
+        return lists[self.list_id].get(hash_)
+
+    def _one(self, hash_: str) -> dict[str, Any] | None:
+        """{"email": address} to restrict a query to one member; None when the store has none."""
+        address = self._address(hash_)
+        return None if address is None else {"email": address}
+
     def _load_store(self, hash_: str | None) -> dict[str, dict[str, Any]]:
-        params = {"list": self.list_id, "clock": self.clock, **({"hash": hash_} if hash_ else {})}
-        rows = query(self.state, _MEMBER_SQL.format(one=_ONE if hash_ else ""), params)
+        one = self._one(hash_) if hash_ else {}
+        if one is None:
+            return {}
+        rows = query(
+            self.state,
+            _MEMBER_SQL.format(one=_ONE if hash_ else ""),
+            {"list": self.list_id, "clock": self.clock, **one},
+        )
         return {subscriber_hash(row["email_address"]): row for row in rows}
 
     def _load_stats(self, hash_: str | None) -> dict[str, tuple[int, int, int]]:
-        params = {"list": self.list_id, "clock": self.clock, **({"hash": hash_} if hash_ else {})}
-        rows = query(self.state, _STATS_SQL.format(one=_ONE if hash_ else ""), params)
+        one = self._one(hash_) if hash_ else {}
+        if one is None:
+            return {}
+        rows = query(
+            self.state, _STATS_SQL.format(one=_ONE if hash_ else ""), {"list": self.list_id, "clock": self.clock, **one}
+        )
         return {r["hash"]: (int(r["sent"]), int(r["opened"]), int(r["clicked"])) for r in rows}
 
     @cached_property
@@ -106,11 +140,22 @@ class Audience:
     def _stats(self) -> dict[str, tuple[int, int, int]]:
         return self._load_stats(None)
 
+    def _one_member(self, hash_: str) -> tuple[dict[str, Any] | None, tuple[int, int, int]]:
+        """One member's store row and stats, read once a request (a write reads the member
+        before and after it changes; writes never change the store)."""
+        if hash_ not in self._members_read:
+            self._members_read[hash_] = (
+                self._load_store(hash_).get(hash_),
+                self._load_stats(hash_).get(hash_, (0, 0, 0)),
+            )
+        return self._members_read[hash_]
+
     def _build(self, hash_: str, overlay: Overlay) -> Member | None:
         # A request about one member reads only that member, unless the whole list is loaded.
-        whole = "_store" in self.__dict__
-        row = (self._store if whole else self._load_store(hash_)).get(hash_)
-        stats = (self._stats if whole else self._load_stats(hash_)).get(hash_, (0, 0, 0))
+        if "_store" in self.__dict__:
+            row, stats = self._store.get(hash_), self._stats.get(hash_, (0, 0, 0))
+        else:
+            row, stats = self._one_member(hash_)
         if row is not None:
             return self._from_store(row, overlay, stats)
         return self._from_api(overlay, stats) if overlay.base else None
