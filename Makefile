@@ -13,6 +13,8 @@ SEED ?= 42
 CUSTOMERS ?= 3000
 DAYS ?= 90
 PORT ?= 8700
+# pytest workers: one per core (conftest keeps each module, and the modules sharing a world, on one)
+TEST_WORKERS ?= auto
 
 .PHONY: help setup browser demo test lint format dev sandbox docs bench clean
 
@@ -48,7 +50,7 @@ demo: setup  ## generate a sandbox shop, serve it, and run the whole pipeline (S
 test: setup browser  ## lint, then run the whole test suite
 	.venv/bin/ruff check .
 	cd dbt_project && ../.venv/bin/sqlfluff lint models
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: setup  ## ruff and sqlfluff
 	.venv/bin/ruff check .

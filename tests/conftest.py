@@ -121,6 +121,17 @@ def private_sandbox(fresh_world) -> Iterator[Sandbox]:
         yield sandbox
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Spread over workers (`pytest -n`, as `make test` runs), each module stays on one worker,
+    so its module fixtures (a world, a night of the demo) are built once. The modules that share
+    the small world's two nights stay on one worker too, for the same reason."""
+    shares_nights = {item.module.__name__ for item in items if "small_world_nights" in item.fixturenames}
+    for item in items:
+        module = item.module.__name__
+        item.add_marker(pytest.mark.xdist_group("small_world_nights" if module in shares_nights else module))
+
+
 SMALL_WORLD = (7, 400, 30)  # seed, customers, days
 
 
