@@ -5,6 +5,10 @@
     customer of its own, so one member's browsing is not recommended to another).
 -#}
 
+-- A table, not a view like its neighbours: its three tests and the abandonment mart would each
+-- aggregate every Product Viewed event again.
+{{ config(materialized='table') }}
+
 with
 
 viewed as (
