@@ -16,6 +16,7 @@ tier (see `activation.destinations.pacing`), so a push never earns a rate-limit 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -130,25 +131,44 @@ class KlaviyoDestination:
         items = [payloads.profile_item(m) for m in members[:first]]
         import_errors: dict[int, str] = {}
         event_errors: dict[int, str] = {}
+        stopped = threading.Event()
+        # The events pool is entered first so that it shuts down last: a job still running when
+        # the push fails finishes (and sends nothing more) before the event threads are joined.
         with (
-            ThreadPoolExecutor(self.import_workers, thread_name_prefix="klaviyo-import") as imports,
             ThreadPoolExecutor(self._event_workers(), thread_name_prefix="klaviyo-events") as events,
+            ThreadPoolExecutor(self.import_workers, thread_name_prefix="klaviyo-import") as imports,
         ):
-            head = next(payloads.batches(items, first, tiers.MAX_PAYLOAD_BYTES))
-            jobs: dict[Future[_Result], range] = {imports.submit(self._import, items, head, list_id): head}
-            # The rest is encoded a job at a time while the jobs before it are sent (100k
-            # profiles take most of a second to encode).
-            for rows in self._import_batches(items, len(head), members):
-                jobs[imports.submit(self._import, items, rows, list_id)] = rows
-            sent: list[Future[_Result]] = []
-            for done in as_completed(jobs):
-                result = done.result()
-                import_errors.update(result.errors)
-                if audience.event:
-                    imported = [i for i in jobs[done] if i not in result.errors and members[i].event_id]
-                    sent += self._submit_events(events, audience.event, members, imported)
-            for done in sent:
-                event_errors.update(done.result().errors)
+
+            def job(rows: range) -> tuple[_Result, list[Future[_Result]]]:
+                # A job's events are sent by the thread that saw it complete: the first events
+                # then go out while later jobs are still being encoded (the events of request
+                # i + burst wait a second after request i is answered, so any delay to the
+                # first ones is added to the whole push). Only members the job imported get
+                # their event, and only after it: the event triggers flows that read the
+                # profile's properties and list membership.
+                result = self._import(items, rows, list_id)
+                if not audience.event or stopped.is_set():
+                    return result, []
+                imported = [i for i in rows if i not in result.errors and members[i].event_id]
+                return result, self._submit_events(events, audience.event, members, imported)
+
+            try:
+                head = next(payloads.batches(items, first, tiers.MAX_PAYLOAD_BYTES))
+                jobs: dict[Future[tuple[_Result, list[Future[_Result]]]], range] = {imports.submit(job, head): head}
+                # The rest is encoded a job at a time while the jobs before it are sent (100k
+                # profiles take most of a second to encode).
+                for rows in self._import_batches(items, len(head), members):
+                    jobs[imports.submit(job, rows)] = rows
+                sent: list[Future[_Result]] = []
+                for done in as_completed(jobs):
+                    result, queued = done.result()
+                    import_errors.update(result.errors)
+                    sent += queued
+                for request in sent:
+                    event_errors.update(request.result().errors)
+            except BaseException:
+                stopped.set()  # jobs still running send no events
+                raise
         outcomes = []
         for i, member in enumerate(members):
             if i in import_errors:
