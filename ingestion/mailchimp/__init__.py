@@ -83,9 +83,13 @@ from ingestion.mailchimp.settings import (
 )
 
 
-def _typed(timestamps: tuple[str, ...] = (), doubles: tuple[str, ...] = ()) -> dict[str, dict[str, str]]:
-    """Column hints, so a column has its type even while every value is still null or 0."""
+def _typed(
+    timestamps: tuple[str, ...] = (), doubles: tuple[str, ...] = (), texts: tuple[str, ...] = ()
+) -> dict[str, dict[str, str]]:
+    """Column hints, so a column has its type even while every value is still null or 0, and
+    exists before the first record carrying it (a shop whose emails nobody clicked yet)."""
     hints = {name: {"data_type": "timestamp"} for name in timestamps}
+    hints |= {name: {"data_type": "text"} for name in texts}
     return hints | {name: {"data_type": "double"} for name in doubles}
 
 
@@ -216,7 +220,10 @@ def mailchimp_source(
         store_cursor(send_time, newest)
 
     @dlt.resource(
-        name="email_activity", primary_key="activity_id", write_disposition="merge", columns=_typed(("timestamp",))
+        name="email_activity",
+        primary_key="activity_id",
+        write_disposition="merge",
+        columns=_typed(("timestamp",), texts=("url", "ip")),
     )
     def email_activity(
         timestamp=dlt.sources.incremental(  # noqa: B008
