@@ -2,9 +2,9 @@
 
 import sys
 
-from benchmarks import activation_push, identity_stitch, ingest_events, marts_build, sandbox_world
+from benchmarks import activation_push, identity_stitch, ingest_events, marts_build, nightly_run, sandbox_world
 
-BENCHMARKS = [sandbox_world, ingest_events, identity_stitch, activation_push, marts_build]
+BENCHMARKS = [sandbox_world, ingest_events, identity_stitch, activation_push, marts_build, nightly_run]
 
 if __name__ == "__main__":
     for bench in BENCHMARKS:
