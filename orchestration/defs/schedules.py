@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dagster as dg
 from dagster._utils.schedules import is_valid_cron_string
 
+from activation.sync.run import logical_now
+
 CRON_SETTING = "TESSERA_NIGHTLY_CRON"
 TIMEZONE_SETTING = "TESSERA_NIGHTLY_TIMEZONE"
 DEFAULT_NIGHTLY_CRON = "0 3 * * *"
@@ -75,6 +77,21 @@ nightly_job = dg.define_asset_job(
     # start-up cost (each re-imports dagster, dlt and the dbt manifest).
     executor_def=dg.in_process_executor,
 )
+
+
+def run_logical_now(run_tags: Mapping[str, str]) -> str | None:
+    """The run's "now" for every time rule (abandoned after 24 h, windows, recency), as given.
+
+    An explicit `TESSERA_NOW` (an ISO timestamp: a backfill, or the sandbox's world clock) wins;
+    otherwise the run's `tessera/now` tag (set by the schedule, or by hand on a launch); otherwise
+    none, and dbt uses the moment it started."""
+    return os.environ.get("TESSERA_NOW") or run_tags.get(NOW_TAG)
+
+
+def run_now(run: dg.DagsterRun | None) -> datetime:
+    """The run's "now" as a time, for the steps that judge or send in Python (quality gates,
+    pushes): its logical now, else the wall clock."""
+    return logical_now(run_logical_now(run.tags) if run else None)
 
 
 def tick_tags(scheduled_execution_time: datetime, launched_at: datetime | None = None) -> dict[str, str]:

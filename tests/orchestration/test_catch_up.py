@@ -20,8 +20,14 @@ import dagster as dg
 import duckdb
 import pytest
 
-from orchestration.defs.schedules import NOW_TAG, NightlySettings, build_nightly_schedule, nightly_job, tick_tags
-from orchestration.defs.transform.dbt import logical_now
+from orchestration.defs.schedules import (
+    NOW_TAG,
+    NightlySettings,
+    build_nightly_schedule,
+    nightly_job,
+    run_logical_now,
+    tick_tags,
+)
 from tests.demo_runs import run_demo
 
 
@@ -156,7 +162,7 @@ def _raw_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
 def test_a_run_launched_on_time_reads_its_tick_as_now(monkeypatch, timezone, tick, now):
     monkeypatch.delenv("TESSERA_NOW", raising=False)
     assert tick_tags(tick, launched_at=tick + timedelta(seconds=20)) == {NOW_TAG: now}
-    assert logical_now(tick_tags(tick, launched_at=tick)) == now
+    assert run_logical_now(tick_tags(tick, launched_at=tick)) == now
 
 
 def test_a_run_launched_hours_after_its_tick_reads_its_launch_as_now():
@@ -173,13 +179,13 @@ def test_the_schedule_tags_each_run_with_its_now(monkeypatch):
     tick = datetime.now(UTC).replace(microsecond=0)
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:
         request = schedule.evaluate_tick(context).run_requests[0]
-    assert logical_now(request.tags) == tick.isoformat()
+    assert run_logical_now(request.tags) == tick.isoformat()
 
 
 def test_an_explicit_now_wins_over_the_tag(monkeypatch):
     # The sandbox's world clock (or a replay by hand) is set in the environment.
     monkeypatch.setenv("TESSERA_NOW", "2026-10-01T00:00:00Z")
-    assert logical_now({NOW_TAG: "2026-11-02T03:00:00+00:00"}) == "2026-10-01T00:00:00Z"
+    assert run_logical_now({NOW_TAG: "2026-11-02T03:00:00+00:00"}) == "2026-10-01T00:00:00Z"
 
 
 def test_the_schedule_is_not_partitioned_so_downtime_brings_one_catch_up_run():

@@ -18,9 +18,8 @@ import duckdb
 from activation.audiences import AudienceConfig, load_audiences
 from activation.settings import destinations_from_env
 from activation.sync.engine import GuardTripped, sync_audience, sync_suppressions
-from activation.sync.run import logical_now
+from orchestration.defs.schedules import run_now
 from orchestration.defs.transform.dbt import dbt_project
-from orchestration.defs.transform.dbt import logical_now as run_logical_now
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
 
@@ -42,7 +41,7 @@ class PushConfig(dg.Config):
 
 
 def _now(context: dg.AssetExecutionContext) -> datetime:
-    return logical_now(run_logical_now(context.run.tags) if context.run else None)
+    return run_now(context.run)
 
 
 def unsubscribes_asset(destination: str) -> dg.AssetsDefinition:

@@ -13,10 +13,9 @@ import dagster as dg
 import duckdb
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from activation.sync.run import logical_now
 from orchestration.defs.quality.expectations import SUITES, TableSuite, run_suite
 from orchestration.defs.quality.expectations.suite import SuiteResult
-from orchestration.defs.transform.dbt import logical_now as run_logical_now
+from orchestration.defs.schedules import run_now
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
 CHECK_NAME = "expectations"
@@ -89,7 +88,7 @@ def gate_check(suite: TableSuite) -> dg.AssetChecksDefinition:
         metadata={"expectations": [e.name for e in suite.expectations]},
     )
     def _check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
-        now = logical_now(run_logical_now(context.run.tags))
+        now = run_now(context.run)
         previous = previous_row_count(context.instance, dg.AssetCheckKey(asset_key, CHECK_NAME))
         result = validate_table(warehouse, suite, now, previous)
         log = context.log.info if result.passed else context.log.error

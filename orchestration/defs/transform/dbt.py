@@ -8,7 +8,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
-from orchestration.defs.schedules import NOW_TAG
+from orchestration.defs.schedules import run_logical_now
 from orchestration.paths import DBT_PROJECT_DIR
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
@@ -59,7 +59,7 @@ def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse
     # dbt.log beside the warehouse, as the console shows it: at debug level it grows 10 MB a night.
     args += ["--log-level-file", "info", "--log-format-file", "text"]
     # "now" goes in the environment, not --vars: changed vars make dbt re-parse the whole project.
-    now = logical_now(context.run.tags)
+    now = run_logical_now(context.run.tags)
     if now:
         context.log.info(f"time rules read now = {now}")
         os.environ[DBT_NOW_ENV] = now
@@ -74,12 +74,3 @@ def dbt_target_path(warehouse: WarehouseResource) -> Path:
     the same warehouse; runs on one warehouse never overlap (the warehouse pool), so neither do
     their artifacts."""
     return warehouse.root / "dbt_target"
-
-
-def logical_now(run_tags: Mapping[str, str]) -> str | None:
-    """The run's "now" for every time rule (abandoned after 24 h, windows, recency).
-
-    An explicit `TESSERA_NOW` (an ISO timestamp: a backfill, or the sandbox's world clock) wins;
-    otherwise the run's `tessera/now` tag (set by the schedule, or by hand on a launch); otherwise
-    none, and dbt uses the moment it started."""
-    return os.environ.get("TESSERA_NOW") or run_tags.get(NOW_TAG)
