@@ -132,33 +132,42 @@ class KlaviyoDestination:
         import_errors: dict[int, str] = {}
         event_errors: dict[int, str] = {}
         stopped = threading.Event()
-        # The events pool is entered first so that it shuts down last: a job still running when
-        # the push fails finishes (and sends nothing more) before the event threads are joined.
+        # Pools are shut down in reverse: the jobs still running when a push fails finish (and
+        # send nothing more) before the encoder and the event threads are joined.
         with (
             ThreadPoolExecutor(self._event_workers(), thread_name_prefix="klaviyo-events") as events,
+            ThreadPoolExecutor(1, thread_name_prefix="klaviyo-encode") as encoder,
             ThreadPoolExecutor(self.import_workers, thread_name_prefix="klaviyo-import") as imports,
         ):
 
-            def job(rows: range) -> tuple[_Result, list[Future[_Result]]]:
-                # A job's events are sent by the thread that saw it complete: the first events
-                # then go out while later jobs are still being encoded (the events of request
-                # i + burst wait a second after request i is answered, so any delay to the
-                # first ones is added to the whole push). Only members the job imported get
-                # their event, and only after it: the event triggers flows that read the
-                # profile's properties and list membership.
+            def job(rows: range, entries: Future[dict[int, bytes]] | None) -> tuple[_Result, list[Future[_Result]]]:
+                # A job's events are sent by the thread that saw it complete, already encoded
+                # while the job was imported: the first events then go out while later jobs
+                # are still being encoded (the events of request i + burst wait a second after
+                # request i is answered, so any delay to the first ones is added to the whole
+                # push). Only members the job imported get their event, and only after it:
+                # the event triggers flows that read the profile's properties and list
+                # membership.
                 result = self._import(items, rows, list_id)
-                if not audience.event or stopped.is_set():
+                if entries is None or stopped.is_set():
                     return result, []
+                encoded = entries.result()
                 imported = [i for i in rows if i not in result.errors and members[i].event_id]
-                return result, self._submit_events(events, audience.event, members, imported)
+                return result, self._submit_events(events, [encoded[i] for i in imported], imported)
+
+            def submit(rows: range) -> Future[tuple[_Result, list[Future[_Result]]]]:
+                entries = None
+                if audience.event:
+                    entries = encoder.submit(self._event_entries, members, rows, audience.event)
+                return imports.submit(job, rows, entries)
 
             try:
                 head = next(payloads.batches(items, first, tiers.MAX_PAYLOAD_BYTES))
-                jobs: dict[Future[tuple[_Result, list[Future[_Result]]]], range] = {imports.submit(job, head): head}
+                jobs = {submit(head): head}
                 # The rest is encoded a job at a time while the jobs before it are sent (100k
                 # profiles take most of a second to encode).
                 for rows in self._import_batches(items, len(head), members):
-                    jobs[imports.submit(job, rows)] = rows
+                    jobs[submit(rows)] = rows
                 sent: list[Future[_Result]] = []
                 for done in as_completed(jobs):
                     result, queued = done.result()
@@ -252,10 +261,14 @@ class KlaviyoDestination:
                 return out
             params = {"page[size]": 100, "page[cursor]": cursor[0]}
 
+    @staticmethod
+    def _event_entries(members: Sequence[Member], rows: range, metric: str) -> dict[int, bytes]:
+        """The Bulk Create Events entry of each member of a job that has an event, by index."""
+        return {i: payloads.event_entry(members[i], metric) for i in rows if members[i].event_id}
+
     def _submit_events(
-        self, pool: ThreadPoolExecutor, metric: str, members: Sequence[Member], indexes: list[int]
+        self, pool: ThreadPoolExecutor, entries: list[bytes], indexes: list[int]
     ) -> list[Future[_Result]]:
-        entries = [payloads.event_entry(members[i], metric) for i in indexes]
         futures = []
         for rows in payloads.batches(entries, tiers.EVENTS_MAX, tiers.MAX_PAYLOAD_BYTES):
             chosen = [indexes[r] for r in rows]
