@@ -3,6 +3,7 @@ of what it received, and rate limits kept under faults."""
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import threading
@@ -263,3 +264,20 @@ def test_the_window_limiter_spaces_any_limit_plus_one_requests_by_the_window() -
     assert len(sent) == 12
     assert all(sent[i + 3] - sent[i] >= 0.2 for i in range(len(sent) - 3))
     assert all(sent[i + 5] - sent[i] >= 1.0 for i in range(len(sent) - 5))
+
+
+def test_a_push_leaves_the_collector_as_it_found_it(sb) -> None:
+    """A push keeps full collections off older objects only while it runs, and never thaws
+    objects that something else froze (a server before forking)."""
+    audience, members = _audience("gc"), _members("gc", 20)
+    destination = _destination(sb)
+    assert gc.get_freeze_count() == 0
+    assert all(o.status == "ok" for o in destination.upsert(audience, members))
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()
+    try:
+        assert all(o.status == "ok" for o in destination.upsert(audience, members))
+        assert gc.get_freeze_count() > 0  # still frozen (less what the push freed), not thawed
+    finally:
+        gc.unfreeze()
