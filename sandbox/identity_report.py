@@ -42,9 +42,9 @@ def scores(con: duckdb.DuckDBPyConnection, world: Path) -> dict:
     truth = world / "truth"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE truth AS
-            SELECT * FROM read_parquet('{truth / 'identities.parquet'}')
+            SELECT * FROM read_parquet('{truth / "identities.parquet"}')
             WHERE person_id NOT IN (
-                SELECT person_id FROM read_parquet('{truth / 'persons.parquet'}') WHERE coalesce(erased, false)
+                SELECT person_id FROM read_parquet('{truth / "persons.parquet"}') WHERE coalesce(erased, false)
             )"""
     )
     con.execute(
