@@ -34,8 +34,8 @@ MARTS_READ = [
 )
 def run_report(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     started = time.perf_counter()
-    report = build_report(warehouse.path, context.run_id)
-    path, latest = write_report(report.html, warehouse.root / REPORTS_DIR, context.run_id)
+    report = build_report(warehouse.path, context.run.run_id)
+    path, latest = write_report(report.html, warehouse.root / REPORTS_DIR, context.run.run_id)
     notes = [f"{s.id}: {note}" for s in report.sections for note in s.notes]
     for note in notes:
         context.log.info(note)
