@@ -16,3 +16,17 @@
         from {{ this }} as watermark
     )
 {%- endmacro %}
+
+{#-
+    The values of `key` (a device, a checkout) on the events received since the watermark: the
+    keys an incremental model rebuilds whole, since a late event can change what came before it.
+-#}
+{% macro mixpanel_keys_received_since_watermark(key) -%}
+    (
+        select received.{{ key }}
+        from {{ ref('stg_mixpanel__events') }} as received
+        where
+            received.{{ key }} is not null
+            and coalesce(received.processed_at, received.occurred_at) > {{ mixpanel_received_watermark() }}
+    )
+{%- endmacro %}

@@ -57,13 +57,7 @@ events as (
     where
         checkout_id is not null
         {% if is_incremental() %}
-            and checkout_id in (
-                select received.checkout_id
-                from {{ ref('stg_mixpanel__events') }} as received
-                where
-                    received.checkout_id is not null
-                    and coalesce(received.processed_at, received.occurred_at) > {{ mixpanel_received_watermark() }}
-            )
+            and checkout_id in {{ mixpanel_keys_received_since_watermark('checkout_id') }}
         {% endif %}
 
 )

@@ -44,11 +44,7 @@ events as (
     where
         device_id is not null
         {% if is_incremental() %}
-            and device_id in (
-                select received.device_id
-                from {{ ref('stg_mixpanel__events') }} as received
-                where coalesce(received.processed_at, received.occurred_at) > {{ mixpanel_received_watermark() }}
-            )
+            and device_id in {{ mixpanel_keys_received_since_watermark('device_id') }}
         {% endif %}
 
 ),
