@@ -105,29 +105,22 @@ class Audience:
             lists[self.list_id] = {subscriber_hash(r["email_address"]): r["email_address"].lower() for r in rows}
         return lists[self.list_id].get(hash_)
 
-    def _one(self, hash_: str) -> dict[str, Any] | None:
-        """{"email": address} to restrict a query to one member; None when the store has none."""
+    def _rows(self, sql: str, hash_: str | None) -> list[dict[str, Any]]:
+        """`sql` over the whole list, or over the one member behind `hash_` (no rows when the
+        store has no such member)."""
+        params: dict[str, Any] = {"list": self.list_id, "clock": self.clock}
+        if hash_ is None:
+            return query(self.state, sql.format(one=""), params)
         address = self._address(hash_)
-        return None if address is None else {"email": address}
+        if address is None:
+            return []
+        return query(self.state, sql.format(one=_ONE), {**params, "email": address})
 
     def _load_store(self, hash_: str | None) -> dict[str, dict[str, Any]]:
-        one = self._one(hash_) if hash_ else {}
-        if one is None:
-            return {}
-        rows = query(
-            self.state,
-            _MEMBER_SQL.format(one=_ONE if hash_ else ""),
-            {"list": self.list_id, "clock": self.clock, **one},
-        )
-        return {subscriber_hash(row["email_address"]): row for row in rows}
+        return {subscriber_hash(row["email_address"]): row for row in self._rows(_MEMBER_SQL, hash_)}
 
     def _load_stats(self, hash_: str | None) -> dict[str, tuple[int, int, int]]:
-        one = self._one(hash_) if hash_ else {}
-        if one is None:
-            return {}
-        rows = query(
-            self.state, _STATS_SQL.format(one=_ONE if hash_ else ""), {"list": self.list_id, "clock": self.clock, **one}
-        )
+        rows = self._rows(_STATS_SQL, hash_)
         return {r["hash"]: (int(r["sent"]), int(r["opened"]), int(r["clicked"])) for r in rows}
 
     @cached_property
