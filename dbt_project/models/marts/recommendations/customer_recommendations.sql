@@ -91,16 +91,17 @@ viewed as (
 
 bought_together as (
 
+    -- One row per customer, product engaged with and product paired with it; `scored` adds
+    -- them up with the customer's other candidates in one pass.
     select
         recent_interest.customer_id,
         pairs.paired_product_id as product_id,
         'bought_together' as reason,
-        sum(recent_interest.interest * pairs.similarity) as score
+        recent_interest.interest * pairs.similarity as score
     from recent_interest
     inner join {{ ref('int_products__pairs') }} as pairs
         on recent_interest.product_id = pairs.product_id
     where pairs.neighbour_rank <= {{ var('tessera__recommendations_neighbours') }}
-    group by recent_interest.customer_id, pairs.paired_product_id
 
 ),
 
@@ -129,15 +130,50 @@ personal_customers as (
 
 ),
 
+-- The popular products ranked once, as a customer with no candidates of their own gets them.
+popular_list as (
+
+    select
+        top_available.product_id,
+        'popular' as reason,
+        cast(0.0 as double)
+        + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) as score,
+        row_number() over (
+            order by
+                cast(0.0 as double)
+                + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) desc,
+                top_available.product_id asc
+        ) as recommendation_rank
+    from top_available
+    left join popularity on top_available.product_id = popularity.product_id
+
+),
+
+-- A customer with candidates of their own needs only as many popular products as can still
+-- make their list: the first `per_customer` they did not just buy. Any popular product after
+-- those scores no higher than each of them (a candidate's own score only adds), so it cannot.
+popular_left_out as (
+
+    select
+        recently_bought.customer_id,
+        count(*) as products
+    from recently_bought
+    inner join top_available on recently_bought.product_id = top_available.product_id
+    group by recently_bought.customer_id
+
+),
+
 popular as (
 
     select
         personal_customers.customer_id,
-        top_available.product_id,
+        popular_list.product_id,
         'popular' as reason,
         0.0 as score
     from personal_customers
-    cross join top_available
+    left join popular_left_out on personal_customers.customer_id = popular_left_out.customer_id
+    inner join popular_list
+        on popular_list.recommendation_rank <= {{ per_customer }} + coalesce(popular_left_out.products, 0)
 
 ),
 
@@ -177,31 +213,52 @@ scored as (
 
 ),
 
-ranked as (
+-- Products in name order, so that the best-first pick below breaks ties on score by name.
+product_order as (
 
     select
-        *,
-        row_number() over (partition by customer_id order by score desc, product_id asc) as recommendation_rank
-    from scored
+        product_id,
+        row_number() over (order by product_id) as ordinal
+    from catalog
 
 ),
 
-popular_list as (
+-- Each customer's best products, best first (score, then name): a top-N per customer instead
+-- of a window that sorts every candidate of every customer.
+best as (
 
-    -- What `scored` and `ranked` give a customer whose only candidates are the popular ones.
     select
-        top_available.product_id,
-        'popular' as reason,
-        cast(0.0 as double)
-        + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) as score,
-        row_number() over (
-            order by
-                cast(0.0 as double)
-                + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) desc,
-                top_available.product_id asc
-        ) as recommendation_rank
-    from top_available
-    left join popularity on top_available.product_id = popularity.product_id
+        scored.customer_id,
+        max_by(
+            { 'product_id': scored.product_id, 'reason': scored.reason, 'score': scored.score },
+            { 'score': scored.score, 'name_order': -product_order.ordinal },
+            {{ per_customer }}
+        ) as products
+    from scored
+    inner join product_order on scored.product_id = product_order.product_id
+    group by scored.customer_id
+
+),
+
+picks as (
+
+    select
+        customer_id,
+        generate_subscripts(products, 1) as recommendation_rank,
+        unnest(products) as pick
+    from best
+
+),
+
+ranked as (
+
+    select
+        picks.customer_id,
+        picks.recommendation_rank,
+        picks.pick.product_id,
+        picks.pick.reason,
+        picks.pick.score
+    from picks
 
 ),
 
@@ -214,7 +271,6 @@ recommendations as (
         reason,
         score
     from ranked
-    where recommendation_rank <= {{ per_customer }}
     union all
     select
         customers.customer_id,
