@@ -24,6 +24,10 @@ def test_small_world_reports_full_and_incremental_builds(capsys, tmp_path):
     assert ratio, out
     assert abs(float(ratio.group(1)) - 100 * seconds["incremental"] / seconds["full"]) < 0.2
 
+    # as in the nightly, the next night's build reuses the first one's parse
+    assert "Starting full parse" in (tmp_path / "target-full" / "logs" / "dbt.log").read_text()
+    assert "Starting full parse" not in (tmp_path / "target-incremental" / "logs" / "dbt.log").read_text()
+
     # the builds were real: the marts exist, and the extra day reached the raw events and the marts
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM marts.dim_customers").fetchall()[0][0] > 1000
