@@ -8,7 +8,8 @@ Steps (each kept under `--keep DIR` and reused by the next run):
 3. **full build**: `dbt build --full-refresh` on a copy of that warehouse, "now" at the clock;
 4. the world advances one day: the Mixpanel events received that day are appended and every
    other raw table takes its state one day later (what the nightly loads leave);
-5. **incremental build**: `dbt build` with "now" one day later.
+5. **incremental build**: `dbt build` with "now" one day later, reusing the full build's parse
+   as the nightly reuses the previous night's.
 
 Each dbt run is one process; its wall time and the peak summed RSS of it and its children
 (`benchmarks.measure`) are reported, with the slowest models from dbt's `run_results.json`.
