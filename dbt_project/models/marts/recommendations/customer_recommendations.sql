@@ -21,41 +21,69 @@
     lately: their candidates are the popular products alone, so their list is the same for all
     of them. It is ranked once (`popular_list`) and given to each of them, instead of scoring
     every customer against every popular product: the same rows, a fraction of the work.
+
+    At a million customers there are about 150 million candidate rows (67 million customer and
+    product pairs), so they are scored and ranked on integer keys (a customer's and a product's
+    number in this run) and the names are joined back only for the products each customer keeps:
+    on text keys the build ran out of 8 GB there.
 -#}
 
 {%- set weights = var('tessera__recommendations_weights') %}
 {%- set per_customer = var('tessera__recommendations_per_customer') %}
+{%- set popularity_weight = var('tessera__recommendations_popularity_weight') %}
 
 with
 
 customers as (
 
-    select customer_id from {{ ref('dim_customers') }}
+    select
+        customer_id,
+        row_number() over (order by customer_id) as customer_key
+    from {{ ref('dim_customers') }}
     where identity_status in ('known', 'anonymous')
+
+),
+
+-- Every product numbered in name order, so that ordering by the number breaks ties by name.
+products as (
+
+    select
+        product_id,
+        title,
+        price,
+        category,
+        is_available,
+        row_number() over (order by product_id) as product_key
+    from {{ ref('int_products__catalog') }}
 
 ),
 
 catalog as (
 
-    select * from {{ ref('int_products__catalog') }}
+    select * from products
     where is_available
 
 ),
 
 interactions as (
 
-    select * from {{ ref('int_products__customer_interactions') }}
+    select
+        customers.customer_key,
+        interactions.*
+    from {{ ref('int_products__customer_interactions') }} as interactions
+    inner join customers on interactions.customer_id = customers.customer_id
 
 ),
 
 recently_bought as (
 
     select
-        customer_id,
-        product_id
+        interactions.customer_key,
+        products.product_key
     from interactions
+    inner join products on interactions.product_id = products.product_id
     where
-        last_bought_at
+        interactions.last_bought_at
         > {{ tessera_now() }} - to_days({{ var('tessera__recommendations_exclude_bought_days') }})
 
 ),
@@ -63,7 +91,7 @@ recently_bought as (
 recent_interest as (
 
     select
-        customer_id,
+        customer_key,
         product_id,
         view_events + add_events > 0 as was_browsed,
         {{ weights['view'] }} * weighted_views + {{ weights['add'] }} * weighted_adds as browse_score,
@@ -77,15 +105,17 @@ recent_interest as (
 
 ),
 
+-- Reasons as numbers, the strongest highest: 2 viewed, 1 bought together, 0 popular.
 viewed as (
 
     select
-        customer_id,
-        product_id,
-        'viewed' as reason,
-        browse_score as score
+        recent_interest.customer_key,
+        catalog.product_key,
+        2 as reason_code,
+        recent_interest.browse_score as score
     from recent_interest
-    where was_browsed
+    inner join catalog on recent_interest.product_id = catalog.product_id
+    where recent_interest.was_browsed
 
 ),
 
@@ -94,29 +124,35 @@ bought_together as (
     -- One row per customer, product engaged with and product paired with it; `scored` adds
     -- them up with the customer's other candidates in one pass.
     select
-        recent_interest.customer_id,
-        pairs.paired_product_id as product_id,
-        'bought_together' as reason,
+        recent_interest.customer_key,
+        catalog.product_key,
+        1 as reason_code,
         recent_interest.interest * pairs.similarity as score
     from recent_interest
     inner join {{ ref('int_products__pairs') }} as pairs
         on recent_interest.product_id = pairs.product_id
+    inner join catalog on pairs.paired_product_id = catalog.product_id
     where pairs.neighbour_rank <= {{ var('tessera__recommendations_neighbours') }}
 
 ),
 
 popularity as (
 
-    select * from {{ ref('int_products__popularity') }}
+    select
+        products.product_key,
+        coalesce(popularity.popularity, 0) as popularity,
+        popularity.popularity_rank
+    from {{ ref('int_products__popularity') }} as popularity
+    inner join products on popularity.product_id = products.product_id
 
 ),
 
 top_available as (
 
     -- Enough popular products that a customer who bought several of them still gets a full list.
-    select popularity.product_id
+    select popularity.product_key
     from popularity
-    inner join catalog on popularity.product_id = catalog.product_id
+    inner join catalog on popularity.product_key = catalog.product_key
     qualify row_number() over (order by popularity.popularity_rank) <= {{ per_customer }} + 20
 
 ),
@@ -124,9 +160,9 @@ top_available as (
 personal_customers as (
 
     -- Whoever has a candidate of their own, or a product to leave out of the popular ones.
-    select customer_id from recent_interest
+    select customer_key from recent_interest
     union
-    select customer_id from recently_bought
+    select customer_key from recently_bought
 
 ),
 
@@ -134,18 +170,15 @@ personal_customers as (
 popular_list as (
 
     select
-        top_available.product_id,
-        'popular' as reason,
-        cast(0.0 as double)
-        + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) as score,
+        top_available.product_key,
+        cast(0.0 as double) + {{ popularity_weight }} * coalesce(popularity.popularity, 0) as score,
         row_number() over (
             order by
-                cast(0.0 as double)
-                + {{ var('tessera__recommendations_popularity_weight') }} * coalesce(popularity.popularity, 0) desc,
-                top_available.product_id asc
+                cast(0.0 as double) + {{ popularity_weight }} * coalesce(popularity.popularity, 0) desc,
+                top_available.product_key asc
         ) as recommendation_rank
     from top_available
-    left join popularity on top_available.product_id = popularity.product_id
+    left join popularity on top_available.product_key = popularity.product_key
 
 ),
 
@@ -155,23 +188,23 @@ popular_list as (
 popular_left_out as (
 
     select
-        recently_bought.customer_id,
+        recently_bought.customer_key,
         count(*) as products
     from recently_bought
-    inner join top_available on recently_bought.product_id = top_available.product_id
-    group by recently_bought.customer_id
+    inner join top_available on recently_bought.product_key = top_available.product_key
+    group by recently_bought.customer_key
 
 ),
 
 popular as (
 
     select
-        personal_customers.customer_id,
-        popular_list.product_id,
-        'popular' as reason,
+        personal_customers.customer_key,
+        popular_list.product_key,
+        0 as reason_code,
         0.0 as score
     from personal_customers
-    left join popular_left_out on personal_customers.customer_id = popular_left_out.customer_id
+    left join popular_left_out on personal_customers.customer_key = popular_left_out.customer_key
     inner join popular_list
         on popular_list.recommendation_rank <= {{ per_customer }} + coalesce(popular_left_out.products, 0)
 
@@ -187,114 +220,91 @@ candidates as (
 
 ),
 
+-- Grouped on one 64-bit number per customer and product: the narrowest key for the largest
+-- aggregation of the build (over 100 million candidates at a million customers).
+summed as (
+
+    select
+        candidate_key // 65536 as customer_key,
+        candidate_key % 65536 as product_key,
+        score,
+        reason_code
+    from (
+        select
+            customer_key * 65536 + product_key as candidate_key,
+            sum(score) as score,
+            max(reason_code) as reason_code
+        from candidates
+        group by customer_key * 65536 + product_key
+    ) as packed
+
+),
+
 scored as (
 
     select
-        candidates.customer_id,
-        candidates.product_id,
-        sum(candidates.score)
-        + {{ var('tessera__recommendations_popularity_weight') }} * any_value(coalesce(popularity.popularity, 0))
-            as score,
-        case
-            when bool_or(candidates.reason = 'viewed') then 'viewed'
-            when bool_or(candidates.reason = 'bought_together') then 'bought_together'
-            else 'popular'
-        end as reason
-    from candidates
-    inner join customers on candidates.customer_id = customers.customer_id
-    inner join catalog on candidates.product_id = catalog.product_id
-    left join popularity on candidates.product_id = popularity.product_id
-    left join recently_bought
+        summed.customer_key,
+        summed.product_key,
+        summed.reason_code,
+        summed.score + {{ popularity_weight }} * coalesce(popularity.popularity, 0) as score
+    from summed
+    left join popularity on summed.product_key = popularity.product_key
+    anti join recently_bought
         on
-            candidates.customer_id = recently_bought.customer_id
-            and candidates.product_id = recently_bought.product_id
-    where recently_bought.product_id is null
-    group by candidates.customer_id, candidates.product_id
+            summed.customer_key = recently_bought.customer_key
+            and summed.product_key = recently_bought.product_key
 
 ),
 
--- Products in name order, so that the best-first pick below breaks ties on score by name.
-product_order as (
-
-    select
-        product_id,
-        row_number() over (order by product_id) as ordinal
-    from catalog
-
-),
-
--- Each customer's best products, best first (score, then name): a top-N per customer instead
--- of a window that sorts every candidate of every customer.
-best as (
-
-    select
-        scored.customer_id,
-        max_by(
-            { 'product_id': scored.product_id, 'reason': scored.reason, 'score': scored.score },
-            { 'score': scored.score, 'name_order': -product_order.ordinal },
-            {{ per_customer }}
-        ) as products
-    from scored
-    inner join product_order on scored.product_id = product_order.product_id
-    group by scored.customer_id
-
-),
-
-picks as (
-
-    select
-        customer_id,
-        generate_subscripts(products, 1) as recommendation_rank,
-        unnest(products) as pick
-    from best
-
-),
-
+-- Each customer's best products, best first (score, then name). Only numbers are ranked,
+-- which keeps the sort of every candidate of every customer narrow.
 ranked as (
 
     select
-        picks.customer_id,
-        picks.recommendation_rank,
-        picks.pick.product_id,
-        picks.pick.reason,
-        picks.pick.score
-    from picks
+        customer_key,
+        product_key,
+        reason_code,
+        score,
+        row_number() over (partition by customer_key order by score desc, product_key asc) as recommendation_rank
+    from scored
+    qualify recommendation_rank <= {{ per_customer }}
 
 ),
 
 recommendations as (
 
     select
-        customer_id,
+        customer_key,
         recommendation_rank,
-        product_id,
-        reason,
+        product_key,
+        reason_code,
         score
     from ranked
     union all
     select
-        customers.customer_id,
+        customers.customer_key,
         popular_list.recommendation_rank,
-        popular_list.product_id,
-        popular_list.reason,
+        popular_list.product_key,
+        0 as reason_code,
         popular_list.score
     from customers
     cross join popular_list
-    left join personal_customers on customers.customer_id = personal_customers.customer_id
-    where
-        popular_list.recommendation_rank <= {{ per_customer }}
-        and personal_customers.customer_id is null
+    anti join personal_customers on customers.customer_key = personal_customers.customer_key
+    where popular_list.recommendation_rank <= {{ per_customer }}
 
 )
 
 select
-    recommendations.customer_id,
+    customers.customer_id,
     recommendations.recommendation_rank as rank,
-    recommendations.product_id,
+    catalog.product_id,
     catalog.title,
     catalog.price,
     catalog.category,
-    recommendations.reason,
+    case recommendations.reason_code
+        when 2 then 'viewed' when 1 then 'bought_together' else 'popular'
+    end as reason,
     round(recommendations.score, 6) as score
 from recommendations
-inner join catalog on recommendations.product_id = catalog.product_id
+inner join customers on recommendations.customer_key = customers.customer_key
+inner join catalog on recommendations.product_key = catalog.product_key
