@@ -3,15 +3,19 @@ sandbox), dbt builds, the quality gates judge, the pushes send, the report is wr
 
 Night 1 is a first run: it loads the world's whole history. Night 2, after the world's clock
 moves a day, is what a scheduled night costs: the loaders' cursors read one day (plus their
-lookback), dbt's incremental models add it, and the pushes send only the changes. Both are timed
+lookback), dbt's incremental models add it, and the pushes send only the changes. Night 1 only
+prepares the warehouse where no target is set on it (every size but the demo's), so there its
+sandbox serves without rate limits: a history load through the vendors' documented limits takes
+hours at 1M (Shopify's bucket lets 2 pages of 250 through a second). Night 2 meets every limit,
+as a scheduled night would, and at demo size both nights do. Both are timed
 as the nightly job (from the demo's own timer, which leaves out generating and serving the
 world) and as the whole command; peak memory is the summed RSS of the command's process tree
 without the sandbox server, which stands in for the vendors.
 
 Targets (issue: operations): a night under 2 minutes on 2 cores at demo size (3,000 customers,
 90 days: `--customers 3000`), and under 15 minutes and 8 GB at 1M customers (the default). At
-1M, night 1 pulls every record through the APIs and takes hours; `--keep DIR` keeps the world
-and the warehouse so that a later call plays the next night only.
+1M, night 1 still pulls every record through the APIs; `--keep DIR` keeps the world and the
+warehouse so that a later call plays the next night only.
 """
 
 from __future__ import annotations
@@ -20,11 +24,15 @@ import argparse
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks.measure import run_measured
+from orchestration.demo import generate_world
+from sandbox.server.ratelimit import DEFAULT_LIMITS
 
 NIGHT_TARGET_SECONDS = {3000: 120.0}  # demo size
 LARGE_TARGET_SECONDS = 15 * 60.0
@@ -58,11 +66,30 @@ def _night(directory: Path, seed: int, customers: int, days: int, *extra: str) -
     }
 
 
+def _unthrottled(world: Path) -> Path:
+    """Write the world's limit overrides with every rule switched off; returns the file."""
+    overrides = {vendor: {rule: {"enabled": False} for rule in rules} for vendor, rules in DEFAULT_LIMITS.items()}
+    path = world / "limits.json"
+    path.write_text(json.dumps(overrides))
+    return path
+
+
 def run(directory: Path, seed: int, customers: int, days: int) -> dict:
     """Night 1 (unless `directory` already holds a night of this world), then the next night."""
     report: dict = {"customers": customers, "days": days}
     if not (directory / "data" / "warehouse.duckdb").exists():
-        report["first_night"] = _night(directory, seed, customers, days)
+        if customers in NIGHT_TARGET_SECONDS:
+            report["first_night"] = _night(directory, seed, customers, days)
+        else:
+            world = directory / "data" / "sandbox"
+            if world.exists():
+                shutil.rmtree(world)  # half a world from an interrupted call
+            generate_world(world, seed, customers, days, stdout=subprocess.DEVNULL)  # the demo reuses it
+            limits = _unthrottled(world)
+            try:
+                report["first_night"] = {**_night(directory, seed, customers, days), "unthrottled": True}
+            finally:
+                limits.unlink()
     report["next_night"] = _night(directory, seed, customers, days, "--advance-days", "1")
     return report
 
@@ -103,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{name.replace('_', ' '):>12}: job {n['job_seconds']:.1f} s  command {n['command_seconds']:.1f} s  "
                 f"peak {n['peak_gib']:.2f} GiB  slowest {n['slowest_steps']}"
             )
+            if n.get("unthrottled"):
+                print(f"{'':>12}  (a history load, served without the vendors' rate limits)")
     target = target_seconds(args.customers)
     if target is not None:
         # At demo size every night counts; at 1M the first night is a history load, not a night.

@@ -42,6 +42,12 @@ def _world_matches(world: Path, seed: int, customers: int, days: int) -> bool:
     return (meta.get("seed"), meta.get("customers"), meta.get("days")) == (seed, customers, days)
 
 
+def generate_world(world: Path, seed: int, customers: int, days: int, **run_options) -> None:
+    """`python -m sandbox generate` into `world`: the world a later demo run reuses."""
+    cmd = [sys.executable, "-m", "sandbox", "generate", "--seed", str(seed), "--customers", str(customers)]
+    subprocess.run([*cmd, "--days", str(days), "--out", str(world)], check=True, **run_options)
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -137,23 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             elif stale.exists():
                 stale.unlink()
         print(f"[1/4] Generating sandbox world (seed {args.seed}, {args.customers:,} customers, {args.days} days)")
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sandbox",
-                "generate",
-                "--seed",
-                str(args.seed),
-                "--customers",
-                str(args.customers),
-                "--days",
-                str(args.days),
-                "--out",
-                str(world),
-            ],
-            check=True,
-        )
+        generate_world(world, args.seed, args.customers, args.days)
     else:
         print(f"[1/4] Reusing the sandbox world in {world} (same seed and size; --regenerate for a new one)")
 

@@ -23,6 +23,8 @@ def test_tiny_world_reports_a_first_and_a_next_night(capsys, tmp_path):
         assert 0 < job < command, "the job is timed inside the whole command"
         assert 0 < peak < 8, "peak memory without the sandbox server"
     assert "target" not in out, "no target is set for this size"
+    assert "(a history load, served without the vendors' rate limits)" in out, out
+    assert not (tmp_path / "data" / "sandbox" / "limits.json").exists(), "the next night meets every limit"
 
     # the next night really was the world's next day, loaded and built
     with duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True) as con:
