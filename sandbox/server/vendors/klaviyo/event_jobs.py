@@ -174,10 +174,11 @@ def _profile_ids(ctx: Ctx, upserts: list[Upsert]) -> list[str]:
 
 def create_event_bulk_job(ctx: Ctx) -> Response:
     """POST /api/event-bulk-create-jobs: 202, no body."""
-    if len(ctx.raw_body()) > MAX_BYTES:
-        raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
-    with EVENTS_FIRST.working(), _ONE_REQUEST_AT_A_TIME, collection_paused():
-        return _event_bulk_job(ctx)
+    with EVENTS_FIRST.working():  # from the first byte read: the body's reading waits on the GIL too
+        if len(ctx.raw_body()) > MAX_BYTES:
+            raise KlaviyoError(413, "The request payload may not exceed 5 MB.", code="request_too_large")
+        with _ONE_REQUEST_AT_A_TIME, collection_paused():
+            return _event_bulk_job(ctx)
 
 
 def _event_bulk_job(ctx: Ctx) -> Response:

@@ -42,6 +42,8 @@ _JOB_TYPE = "profile-bulk-import-job"
 #: Jobs are run one at a time, in about the order they came: two jobs sharing the server by
 #: turns both finish as late as their sum, and a client waits for each job before its events.
 _ONE_JOB_AT_A_TIME = threading.Lock()
+#: Profiles a job works between its pauses for bulk events requests (`EVENTS_FIRST`).
+_STEP = 1000
 _ERRORS_OVERLAY = "klaviyo_import_error_overlay"
 _ERRORS_SCHEMA = pa.schema(
     [
@@ -132,15 +134,18 @@ def _bulk_import_job(ctx: Ctx) -> Response:
     # holds no lock they take.
     outcomes: list[Upsert | KlaviyoError] = []
     for i, item in enumerate(profiles):
-        if not i % 1000:
+        if not i % _STEP:
             EVENTS_FIRST.give_way()
         try:
             outcomes.append(_validate(ctx, i, item))
         except KlaviyoError as exc:
             outcomes.append(exc)
     valid = [o for o in outcomes if isinstance(o, Upsert)]
-    EVENTS_FIRST.give_way()
-    written = iter(upsert_profiles(ctx, valid))
+    results: list[tuple[str, bool] | KlaviyoError] = []
+    for start in range(0, len(valid), _STEP):
+        EVENTS_FIRST.give_way()
+        results += upsert_profiles(ctx, valid[start : start + _STEP])
+    written = iter(results)
     imported: list[str] = []
     created: set[str] = set()
     errors: list[dict[str, Any]] = []
@@ -161,8 +166,9 @@ def _bulk_import_job(ctx: Ctx) -> Response:
             if result[1]:
                 created.add(result[0])
     for lid in list_ids:
-        EVENTS_FIRST.give_way()
-        set_membership(ctx, lid, imported, member=True, new_profiles=created)
+        for start in range(0, len(imported), _STEP):
+            EVENTS_FIRST.give_way()
+            set_membership(ctx, lid, imported[start : start + _STEP], member=True, new_profiles=created)
 
     job_id = new_ulid()
     now = ctx.state.clock
