@@ -447,6 +447,45 @@ def test_put_member_and_tags_are_visible_to_later_reads(private_sandbox) -> None
     }
 
 
+def test_writes_show_on_the_next_page_of_a_listing_already_read(private_sandbox) -> None:
+    """The server keeps what it listed between pages (and across clock moves rebuilds it): a
+    write made between two reads of the same query must show on the second."""
+    sandbox = private_sandbox
+    order = {"sort_field": "last_changed", "sort_dir": "DESC"}
+    before, _ = walk_members(sandbox, 1000, **order)
+    oldest = [m for m in reversed(before) if m["status"] == "subscribed"]
+    unsubscribed, archived, forgotten, tagged = oldest[:4]
+
+    def path(member: dict) -> str:
+        return f"{members_path(sandbox)}/{member['id']}"
+
+    assert call(sandbox, "PATCH", path(unsubscribed), json={"status": "unsubscribed"}).status_code == 200
+    assert call(sandbox, "DELETE", path(archived)).status_code == 204
+    assert call(sandbox, "POST", f"{path(forgotten)}/actions/delete-permanent").status_code == 204
+    tags = {"tags": [{"name": "winback", "status": "active"}]}
+    assert call(sandbox, "POST", f"{path(tagged)}/tags", json=tags).status_code == 204
+    email = "grace.hopper@navy-mail.org"
+    body = {"email_address": email, "status_if_new": "subscribed"}
+    assert call(sandbox, "PUT", f"{members_path(sandbox)}/{md5(email)}", json=body).status_code == 200
+
+    page = call(sandbox, "GET", members_path(sandbox), params={"count": 10, **order}).json()
+    assert page["total_items"] == len(before) - 1
+    by_id = {m["id"]: m for m in page["members"]}
+    assert by_id[unsubscribed["id"]]["status"] == "unsubscribed" and md5(email) in by_id  # changed now: first
+    after, _ = walk_members(sandbox, 1000, **order)
+    assert {m["id"] for m in after} == {m["id"] for m in before} - {archived["id"], forgotten["id"]} | {md5(email)}
+    assert "winback" in [t["name"] for m in after if m["id"] == tagged["id"] for t in m["tags"]]
+    assert [m["id"] for m in walk_members(sandbox, 1000, status="archived")[0]] == [archived["id"]]
+    # A clock move rebuilds what the store shows; the writes stay on it.
+    sandbox.control("POST", "clock/advance", json={"days": 1})
+    moved, _ = walk_members(sandbox, 1000, **order)
+    assert {m["id"] for m in moved} == set(expected_members(sandbox, clock(sandbox))) - {
+        archived["id"],
+        forgotten["id"],
+    } | {md5(email)}
+    assert [m["id"] for m in walk_members(sandbox, 1000, status="archived")[0]] == [archived["id"]]
+
+
 def test_consent_rules_and_per_record_errors(private_sandbox) -> None:
     sandbox = private_sandbox
     now = clock(sandbox)

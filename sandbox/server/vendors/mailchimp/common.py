@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -214,6 +214,16 @@ def in_window(value: datetime | None, since: datetime | None, before: datetime |
         return False
     value = to_second(value)
     return (since is None or value >= since) and (before is None or value < before)
+
+
+def second_bound(bound: datetime | None) -> datetime | None:
+    """A window bound rounded up to a whole second, for `in_window` over many values: a time
+    cut to its second is >= (or <) a bound exactly when the time itself is >= (or <) the bound
+    rounded up, so each value is compared as it is instead of being cut first."""
+    if bound is None:
+        return None
+    second = to_second(bound)
+    return second if second == bound else second + timedelta(seconds=1)
 
 
 # --------------------------------------------------------------------------------------------

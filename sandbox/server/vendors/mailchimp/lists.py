@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from starlette.requests import Request
@@ -16,6 +19,7 @@ from sandbox.server.vendors.mailchimp.common import (
     page_of,
     paging,
     respond,
+    second_bound,
     subscriber_hash,
     time_param,
     ts,
@@ -37,8 +41,9 @@ def member_json(ctx: Ctx, m: Member) -> dict[str, Any]:
     sent, opened, clicked = m.stats
     first, last = m.merge_fields.get("FNAME") or "", m.merge_fields.get("LNAME") or ""
     members_path = f"/lists/{m.list_id}/members"
+    member_id = m.id  # an md5 each time it is read
     return {
-        "id": m.id,
+        "id": member_id,
         "email_address": m.email_address,
         "unique_email_id": m.unique_email_id,
         "contact_id": m.contact_id,
@@ -72,7 +77,7 @@ def member_json(ctx: Ctx, m: Member) -> dict[str, Any]:
         "tags_count": len(m.tags),
         "tags": [{"id": tag_id(m.list_id, name), "name": name} for name in m.tags],
         "list_id": m.list_id,
-        "_links": [ctx.link("self", f"{members_path}/{m.id}"), ctx.link("parent", members_path)],
+        "_links": [ctx.link("self", f"{members_path}/{member_id}"), ctx.link("parent", members_path)],
     }
 
 
@@ -244,37 +249,85 @@ def list_get(ctx: Ctx, request: Request) -> Response:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MemberQuery:
+    """Which members a listing shows and in what order; hashable, so that the pages of one
+    query are cut from one listing (`Audience.listing`)."""
+
+    status: str | None
+    since_changed: datetime | None
+    before_changed: datetime | None
+    since_opt: datetime | None
+    before_opt: datetime | None
+    unique_email_id: str | None
+    vip_only: bool
+    sort_field: str | None
+    descending: bool
+
+    @classmethod
+    def of(cls, request: Request) -> MemberQuery:
+        q = request.query_params
+        return cls(
+            status=choice_param(request, "status", _MEMBER_STATUSES),
+            since_changed=time_param(request, "since_last_changed"),
+            before_changed=time_param(request, "before_last_changed"),
+            since_opt=time_param(request, "since_timestamp_opt"),
+            before_opt=time_param(request, "before_timestamp_opt"),
+            unique_email_id=q.get("unique_email_id") or None,
+            vip_only=q.get("vip_only") == "true",
+            sort_field=choice_param(request, "sort_field", ("timestamp_opt", "timestamp_signup", "last_changed")),
+            descending=(choice_param(request, "sort_dir", ("ASC", "DESC")) or "ASC") == "DESC",
+        )
+
+    def select(self, members: list[Member]) -> list[Member]:
+        # Archived contacts are left out unless asked for, as in Mailchimp.
+        out = (
+            [m for m in members if m.status == self.status]
+            if self.status
+            else [m for m in members if m.status != "archived"]
+        )
+        out = _within(out, "last_changed", self.since_changed, self.before_changed)
+        out = _within(out, "timestamp_opt", self.since_opt, self.before_opt)
+        if self.unique_email_id:
+            out = [m for m in out if m.unique_email_id == self.unique_email_id]
+        if self.vip_only:
+            out = [m for m in out if m.vip]
+        if self.sort_field:
+            out = _sorted_by(out, self.sort_field)
+        if self.descending:
+            out.reverse()
+        return out
+
+
+def _within(members: list[Member], field: str, since: datetime | None, before: datetime | None) -> list[Member]:
+    """The members whose `field` is in the window, as `in_window` says, with the bounds rounded
+    once instead of each of (at a million customers) some 400,000 values cut to its second."""
+    if since is None and before is None:
+        return members
+    low, high = second_bound(since), second_bound(before)
+    value = attrgetter(field)
+    return [
+        m for m in members if (v := value(m)) is not None and (low is None or v >= low) and (high is None or v < high)
+    ]
+
+
+def _sorted_by(members: list[Member], field: str) -> list[Member]:
+    """Members without `field` first, by creation time, then the others by `field`, both stable:
+    what one sort on (has field, field or created_at) gives, without a Python key per member."""
+    value = attrgetter(field)
+    unset = [m for m in members if value(m) is None]
+    if not unset:  # last_changed, which every member has
+        return sorted(members, key=value)
+    unset.sort(key=attrgetter("created_at"))
+    return unset + sorted([m for m in members if value(m) is not None], key=value)
+
+
 def members_index(ctx: Ctx, request: Request) -> Response:
     list_id = request.path_params["list_id"]
     aud = audience(ctx, list_id)
     count, offset = paging(request)
-    q = request.query_params
-    status = choice_param(request, "status", _MEMBER_STATUSES)
-    since_changed, before_changed = (
-        time_param(request, "since_last_changed"),
-        time_param(request, "before_last_changed"),
-    )
-    since_opt, before_opt = (
-        time_param(request, "since_timestamp_opt"),
-        time_param(request, "before_timestamp_opt"),
-    )
-    sort_field = choice_param(request, "sort_field", ("timestamp_opt", "timestamp_signup", "last_changed"))
-    descending = (choice_param(request, "sort_dir", ("ASC", "DESC")) or "ASC") == "DESC"
-
-    members = [
-        m
-        for m in aud.members()
-        # Archived contacts are left out unless asked for, as in Mailchimp.
-        if (m.status == status if status else m.status != "archived")
-        and in_window(m.last_changed, since_changed, before_changed)
-        and in_window(m.timestamp_opt, since_opt, before_opt)
-        and (not q.get("unique_email_id") or m.unique_email_id == q["unique_email_id"])
-        and (q.get("vip_only") != "true" or m.vip)
-    ]
-    if sort_field:
-        members.sort(key=lambda m: (getattr(m, sort_field) is not None, getattr(m, sort_field) or m.created_at))
-    if descending:
-        members.reverse()
+    query = MemberQuery.of(request)
+    members = aud.listing(query, query.select)
     page = [member_json(ctx, m) for m in members[offset : offset + count]]
     return respond(
         request,
