@@ -15,6 +15,8 @@ import duckdb
 import pytest
 import requests
 
+from sandbox.server.vendors.klaviyo import windows
+
 REVISION = "2025-10-15"
 
 
@@ -71,6 +73,10 @@ def error_of(response: requests.Response, status: int, code: str) -> dict[str, A
     return error
 
 
+#: Klaviyo's rate-limit tiers, as the sandbox names its rules (`burst_<size>`, `steady_<size>`).
+_SIZES = ("xs", "s", "m", "l", "xl")
+
+
 @contextmanager
 def limits(sandbox, rules: dict[str, dict[str, Any]]) -> Iterator[None]:
     """Override Klaviyo rate-limit rules, restoring the previous overrides afterwards (the
@@ -106,6 +112,90 @@ def test_prev_link_walks_back_to_the_first_page(sandbox) -> None:
     assert [p["id"] for p in back["data"]] == [p["id"] for p in first["data"]]
     stamps = [p["attributes"]["updated"] for p in first["data"] + second["data"]]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def _ids(sandbox, path: str, params: dict[str, str]) -> list[str]:
+    return [item["id"] for item in walk(sandbox, path, params)[0]]
+
+
+def _ids_backwards(sandbox, path: str, params: dict[str, str]) -> list[str]:
+    """Ids from the last page back to the first by `links.prev`, put back in page order."""
+    body = api(sandbox, "GET", path, params=params).json()
+    while body["links"]["next"]:
+        body = requests.get(body["links"]["next"], headers=headers(sandbox), timeout=30).json()
+    pages = [[item["id"] for item in body["data"]]]
+    while body["links"]["prev"]:
+        body = requests.get(body["links"]["prev"], headers=headers(sandbox), timeout=30).json()
+        pages.append([item["id"] for item in body["data"]])
+    return [pid for page in reversed(pages) for pid in page]
+
+
+def test_small_pages_agree_with_whole_reads_after_writes(private_sandbox, monkeypatch) -> None:
+    """Pages of any size, walked forwards or backwards, give the rows in the order a whole
+    read does, with API writes among them: a list member deleted at the end of a page and one
+    removed at the start of the next, profiles moved in `updated` order by an update and a
+    suppression, and an event written among the store's. Whether a page reads a window of
+    sorted rows or the whole relation (`WHOLE_AFTER`) changes nothing. Rate limits are off: the
+    walks make hundreds of requests, more than a minute of the steady window allows."""
+    unlimited = {f"{window}_{size}": {"enabled": False} for window in ("burst", "steady") for size in _SIZES}
+    with limits(private_sandbox, unlimited):
+        _check_small_pages(private_sandbox, monkeypatch)
+
+
+def _check_small_pages(sb, monkeypatch) -> None:
+    newsletter = _world(sb)["ids"]["klaviyo_list_id"]
+    members_path = f"/api/lists/{newsletter}/profiles"
+    members = _ids(sb, members_path, {"page[size]": "100"})
+    everyone = set(_ids(sb, "/api/profiles", {"page[size]": "100"}))
+    deleted, removed = members[6], members[7]  # the last of the first page of 7, the first of the next
+    job = {"type": "data-privacy-deletion-job", "attributes": {"profile": {"data": {"type": "profile", "id": deleted}}}}
+    assert api(sb, "POST", "/api/data-privacy-deletion-jobs", json={"data": job}).status_code == 202
+    gone = {"data": [{"type": "profile", "id": removed}]}
+    assert api(sb, "DELETE", f"/api/lists/{newsletter}/relationships/profiles", json=gone).status_code == 204
+
+    oldest = walk(sb, "/api/profiles", {"page[size]": "3", "sort": "updated"})[0][:3]
+    changed = {"type": "profile", "attributes": {"email": oldest[0]["attributes"]["email"], "first_name": "Moved"}}
+    assert api(sb, "POST", "/api/profile-import", json={"data": changed}).status_code == 200
+    suppressed = {"type": "profile", "attributes": {"email": oldest[1]["attributes"]["email"]}}
+    job = {"type": "profile-suppression-bulk-create-job", "attributes": {"profiles": {"data": [suppressed]}}}
+    assert api(sb, "POST", "/api/profile-suppression-bulk-create-jobs", json={"data": job}).status_code == 202
+    first_event = api(sb, "GET", "/api/events", params={"page[size]": "1", "sort": "datetime"}).json()["data"][0]
+    written = {
+        "properties": {"paging": True},
+        "time": first_event["attributes"]["datetime"].replace(" ", "T"),
+        "metric": {"data": {"type": "metric", "attributes": {"name": "Paging"}}},
+        "profile": {"data": {"type": "profile", "attributes": {"email": oldest[2]["attributes"]["email"]}}},
+    }
+    assert api(sb, "POST", "/api/events", json={"data": {"type": "event", "attributes": written}}).status_code == 202
+
+    remaining = [pid for pid in members if pid not in (deleted, removed)]
+    assert len(remaining) > 3 * 7
+    by_joined = _ids(sb, members_path, {"page[size]": "100", "sort": "-joined_group_at"})
+    assert sorted(by_joined) == sorted(remaining)
+    profiles = walk(sb, "/api/profiles", {"page[size]": "100", "sort": "updated"})[0]
+    assert [(p["attributes"]["updated"], p["id"]) for p in profiles] == sorted(
+        (p["attributes"]["updated"], p["id"]) for p in profiles
+    )
+    by_updated = [p["id"] for p in profiles]
+    assert set(by_updated) == everyone - {deleted}
+    assert by_updated[-2:] == sorted([oldest[0]["id"], oldest[1]["id"]])  # changed at the clock
+    for whole_after in (windows.WHOLE_AFTER, 0):
+        monkeypatch.setattr(windows, "WHOLE_AFTER", whole_after)
+        assert _ids(sb, members_path, {"page[size]": "7"}) == remaining
+        assert _ids_backwards(sb, members_path, {"page[size]": "7"}) == remaining
+        assert _ids(sb, members_path, {"page[size]": "6", "sort": "-joined_group_at"}) == by_joined
+        assert _ids(sb, "/api/profiles", {"page[size]": "7", "sort": "updated"}) == by_updated
+        assert _ids_backwards(sb, "/api/profiles", {"page[size]": "7", "sort": "updated"}) == by_updated
+
+    start = int(datetime.fromisoformat(first_event["attributes"]["datetime"]).timestamp())
+    window = {"filter": f"greater-or-equal(timestamp,{start}),less-than(timestamp,{start + 86400})"}
+    events = api(sb, "GET", "/api/events", params={**window, "page[size]": "1000"}).json()
+    assert events["links"]["next"] is None  # one whole page
+    assert any(e["attributes"]["event_properties"] == {"paging": True} for e in events["data"])
+    expected = [e["id"] for e in events["data"]]
+    assert len(expected) > 3 * 7
+    assert _ids(sb, "/api/events", {**window, "page[size]": "7"}) == expected
+    assert _ids_backwards(sb, "/api/events", {**window, "page[size]": "7", "sort": "-timestamp"}) == expected[::-1]
 
 
 def test_events_incremental_filter_matches_the_store(sandbox) -> None:

@@ -17,12 +17,17 @@ from sandbox.server.vendors.klaviyo import overlays
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, invalid, iso, jsonapi, not_found
 from sandbox.server.vendors.klaviyo.profiles import (
     PROFILE_FILTERS,
+    VISIBLE,
     WRITE_LOCK,
     profile_source,
     render_profiles,
     resource_body,
+    take_visible,
+    visible_order,
+    visible_profiles,
 )
 from sandbox.server.vendors.klaviyo.query import Collection, Row, fetch_one, ff, list_response, sparse
+from sandbox.server.vendors.klaviyo.windows import Slice, Windowed
 
 _ALNUM = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 #: Add/Remove Profiles to/from List take at most this many profiles per request.
@@ -140,20 +145,24 @@ def create_list(ctx: Ctx) -> Response:
 # --------------------------------------------------------------------------------------------
 
 
+#: Visible (list_id, profile_id, joined_group_at) rows, over the member overlay.
+_MEMBERS_SQL = f"""
+    SELECT s.list_id, s.profile_id, s.joined_at AS joined_group_at
+    FROM klaviyo_list_members AS s
+    LEFT JOIN {overlays.MEMBERS.name} AS o ON o.list_id = s.list_id AND o.profile_id = s.profile_id
+    WHERE s.joined_at <= $clock AND (o.member IS NULL OR o.member OR s.joined_at > o.at)
+    UNION ALL
+    SELECT o.list_id, o.profile_id, o.at FROM {overlays.MEMBERS.name} AS o
+    WHERE o.member AND NOT EXISTS (
+        SELECT 1 FROM klaviyo_list_members AS s
+        WHERE s.list_id = o.list_id AND s.profile_id = o.profile_id AND s.joined_at <= $clock)
+"""
+
+
 def _members_sql(ctx: Ctx) -> str:
     """Visible (list_id, profile_id, joined_group_at) rows; registers the member overlay."""
     overlays.use(ctx, overlays.MEMBERS)
-    return f"""
-        SELECT s.list_id, s.profile_id, s.joined_at AS joined_group_at
-        FROM klaviyo_list_members AS s
-        LEFT JOIN {overlays.MEMBERS.name} AS o ON o.list_id = s.list_id AND o.profile_id = s.profile_id
-        WHERE s.joined_at <= $clock AND (o.member IS NULL OR o.member OR s.joined_at > o.at)
-        UNION ALL
-        SELECT o.list_id, o.profile_id, o.at FROM {overlays.MEMBERS.name} AS o
-        WHERE o.member AND NOT EXISTS (
-            SELECT 1 FROM klaviyo_list_members AS s
-            WHERE s.list_id = o.list_id AND s.profile_id = o.profile_id AND s.joined_at <= $clock)
-    """
+    return _MEMBERS_SQL
 
 
 def _list_profiles_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
@@ -164,6 +173,51 @@ def _list_profiles_source(ctx: Ctx) -> tuple[str, dict[str, Any]]:
         WHERE m.list_id = $list_id
     """
     return sql, {**params, "list_id": ctx.request.path_params["id"]}
+
+
+_WINDOW = "klaviyo_list_profile_window"
+_MEMBERS = "klaviyo_list_members_in_order"
+
+
+def _list_profile_windows(ctx: Ctx, sort_sql: str) -> Windowed | None:
+    """The list's members in the sort's order, as positions among the visible profiles and
+    their join times: computed once per list, sort and state of the profiles and the
+    members, so a page takes only its own rows instead of joining every profile with every
+    member (the whole-list read every night is thousands of pages at a million customers)."""
+    visible = visible_profiles(ctx)
+    (members,) = overlays.use(ctx, overlays.MEMBERS)
+    list_id = ctx.request.path_params["id"]
+    sql = f"""
+        SELECT p._pos, p.id, date_trunc('second', m.joined_group_at) AS joined_group_at
+        FROM {VISIBLE} AS p JOIN ({_MEMBERS_SQL}) AS m ON m.profile_id = p.id
+        WHERE m.list_id = $list_id
+    """
+    # Over the member overlay just registered, which the version names, at the clock of the
+    # visible profiles, which theirs does.
+    params = {"clock": visible.clock, "list_id": list_id}
+    order = visible.derived.get(
+        ("members", list_id, sort_sql),
+        (members,),
+        lambda: visible_order(ctx, visible, sql, sort_sql, params, ("joined_group_at",)),
+    )
+    if order is None:
+        return None
+    ordered, keys = order
+
+    def relation(slices: list[Slice]) -> tuple[str, dict[str, Any]]:
+        ((lo, hi),) = slices
+        rows = ordered.slice(lo, hi - lo)
+        window = take_visible(visible, rows["_pos"]).append_column("joined_group_at", rows["joined_group_at"])
+        ctx.overlay(_WINDOW, window)
+        return f"SELECT * FROM {_WINDOW}", {}
+
+    def whole() -> tuple[str, dict[str, Any]]:
+        ctx.overlay(VISIBLE, visible.table)
+        ctx.overlay(_MEMBERS, ordered)
+        sql = f"SELECT p.* EXCLUDE (_pos), m.joined_group_at FROM {VISIBLE} AS p JOIN {_MEMBERS} AS m USING (_pos)"
+        return sql, {}
+
+    return Windowed([keys], relation, whole)
 
 
 def _render_members(ctx: Ctx, rows: list[Row]) -> list[dict[str, Any]]:
@@ -186,6 +240,7 @@ LIST_PROFILES = Collection(
     filters=_MEMBER_FILTERS,
     sorts={"id": "id", "joined_group_at": "joined_group_at"},
     timestamp_field="attributes.joined_group_at",
+    windows=_list_profile_windows,
 )
 
 LIST_PROFILE_IDS = Collection(
@@ -194,6 +249,7 @@ LIST_PROFILE_IDS = Collection(
     render=lambda ctx, rows: [{"type": "profile", "id": r["id"]} for r in rows],
     filters=_MEMBER_FILTERS,
     sorts={"id": "id", "joined_group_at": "joined_group_at"},
+    windows=_list_profile_windows,
 )
 
 

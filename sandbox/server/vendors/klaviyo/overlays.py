@@ -262,16 +262,20 @@ def _entry(ctx: Ctx, cache: _Cache, overlay: Overlay) -> _Table:
     return entry
 
 
-def use(ctx: Ctx, *overlays: Overlay) -> None:
-    """Register these overlays on the request's cursor. Each table is read from the store
-    once per served world and then kept current by `put`/`put_many`, so a read after a
-    write costs no rebuild (a 100k-profile push would otherwise re-parse every object per
-    request)."""
+def use(ctx: Ctx, *overlays: Overlay) -> list[pa.Table]:
+    """Register these overlays on the request's cursor; returns their tables. Each table is
+    read from the store once per served world and then kept current by `put`/`put_many`, so
+    a read after a write costs no rebuild (a 100k-profile push would otherwise re-parse every
+    object per request). A write replaces the table rather than changing it, so what was
+    derived from a table stays right while the table is the current one."""
     cache = _cache(ctx.state)
+    tables = []
     for overlay in overlays:
         with cache.lock(overlay):
             table = _entry(ctx, cache, overlay).current(overlay)
         ctx.overlay(overlay.name, table)
+        tables.append(table)
+    return tables
 
 
 def put_many(

@@ -20,7 +20,9 @@ from typing import Any
 from starlette.responses import Response
 
 from sandbox.server.faults import ADDED_FIELD
+from sandbox.server.vendors.klaviyo import windows
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, invalid, jsonapi, parse_datetime
+from sandbox.server.vendors.klaviyo.windows import Windowed
 
 # --------------------------------------------------------------------------------------------
 # Filters
@@ -232,6 +234,27 @@ def compile_filter(text: str | None, fields: dict[str, FilterField]) -> tuple[st
     return " AND ".join(parts), compiler.params
 
 
+def sort_bounds(text: str | None, fields: dict[str, FilterField], sort_sql: str) -> list[tuple[str, Any]]:
+    """The comparisons every row must pass on the sort expression itself: `(op, value)` for
+    each greater-/less-than call on a field whose SQL is the sort's, at the top level or in a
+    top-level and(...). A page bisects to them instead of reading the rows before (an
+    incremental read's `greater-than(datetime,...)` skips the history). Call after
+    `compile_filter`, which has checked the filter."""
+    if not text:
+        return []
+    bounds: list[tuple[str, Any]] = []
+    stack: list[Any] = list(_Parser(text.strip()).parse())
+    while stack:
+        call = stack.pop()
+        if call.op == "and":
+            stack.extend(a for a in call.args if isinstance(a, _Call))
+            continue
+        spec = fields.get(call.args[0].text) if call.args and isinstance(call.args[0], _Raw) else None
+        if call.op in _COMPARE and spec is not None and spec.sql == sort_sql and len(call.args) == 2:
+            bounds.append((call.op, _Compiler.value(spec, call.args[0].text, call.args[1], ci=False)))
+    return bounds
+
+
 def filter_mentions(text: str | None, op: str, name: str) -> str | None:
     """The value of the first `op(name, value)` anywhere in a filter (Get Campaigns requires
     `equals(messages.channel,...)`), or None."""
@@ -300,6 +323,9 @@ class Collection:
     page_size_param: bool = True  # False where Klaviyo has no page[size] (fixed page size)
     timestamp_field: str | None = None  # dotted path in a resource, for malformed faults
     numeric_field: str | None = None  # dotted path, for the retyped_field drift
+    # `windows(ctx, sort_sql)`: the rows in sorted parts, so a page reads only the rows near
+    # its cursor (see windows.py); None (or None returned) computes the whole relation.
+    windows: Callable[[Ctx, str], Windowed | None] | None = None
 
 
 @dataclass
@@ -337,8 +363,8 @@ def fetch_page(ctx: Ctx, coll: Collection) -> Page:
 
     Ordering is (sort expression, id), so pages neither skip nor repeat rows while the data
     changes between requests; a `prev` cursor walks backwards from the page's first row."""
-    relation, params = coll.source(ctx)
-    condition, filter_params = compile_filter(ctx.query.get("filter"), coll.filters)
+    filter_text = ctx.query.get("filter")
+    condition, filter_params = compile_filter(filter_text, coll.filters)
     sort_name, sort_sql, desc = _sort(ctx, coll)
     size = _page_size(ctx, coll)
     cursor = ctx.query.get("page[cursor]")
@@ -347,17 +373,38 @@ def fetch_page(ctx: Ctx, coll: Collection) -> Page:
     # Walking backwards flips the comparison and the order; rows are reversed afterwards.
     forward = (direction == "next") != desc
     keyset = "TRUE"
-    all_params = {**params, **filter_params}
+    page_params = dict(filter_params)
     if key is not None:
         op = ">" if forward else "<"
         keyset = f"(({sort_sql}, id) {op} ($k_sort, $k_id))"
-        all_params.update(k_sort=key[0], k_id=key[1])
+        page_params.update(k_sort=key[0], k_id=key[1])
     order = "ASC" if forward else "DESC"
-    sql = (
-        f"SELECT *, {sort_sql} AS _sort FROM ({relation}) AS r"
-        f" WHERE ({condition}) AND {keyset} ORDER BY {sort_sql} {order}, id {order} LIMIT {size + 1}"
-    )
-    rows = query_rows(ctx, sql, all_params)
+
+    def run(relation: str, params: dict[str, Any], bound: tuple[Any, Any] | None) -> list[Row]:
+        """The page's query over `relation`; a window's bound keeps only the rows before it."""
+        before = "TRUE"
+        all_params = {**params, **page_params}
+        if bound is not None:
+            # Spelled out: next to the keyset's row comparison, DuckDB would fold a second one
+            # into a BETWEEN, which it cannot evaluate on rows.
+            than = "<" if forward else ">"
+            before = f"({sort_sql} {than} $b_sort OR ({sort_sql} = $b_sort AND id {than} $b_id))"
+            all_params.update(b_sort=bound[0], b_id=bound[1])
+        sql = (
+            f"SELECT *, {sort_sql} AS _sort FROM ({relation}) AS r"
+            f" WHERE ({condition}) AND {keyset} AND {before}"
+            f" ORDER BY {sort_sql} {order}, id {order} LIMIT {size + 1}"
+        )
+        return query_rows(ctx, sql, all_params)
+
+    windowed = coll.windows(ctx, sort_sql) if coll.windows else None
+    rows: list[Row] | None = None
+    if windowed is not None:
+        bounds = sort_bounds(filter_text, coll.filters, sort_sql)
+        rows = windows.page_rows(windowed, run, key, forward, bounds, size)
+    if rows is None:
+        relation, params = coll.source(ctx)
+        rows = run(relation, params, None)
     more = len(rows) > size
     rows = rows[:size]
     if direction == "prev":
@@ -394,6 +441,13 @@ def sparse(ctx: Ctx, resource_type: str, attributes: dict[str, Any]) -> dict[str
         else:
             out[head] = attributes[head]
     return out
+
+
+def requested(ctx: Ctx, resource_type: str, name: str) -> bool:
+    """Whether the sparse fieldset (`fields[<type>]`) keeps attribute `name`; without one,
+    every attribute is kept. An attribute dropped anyway need not be computed."""
+    wanted = ctx.query.get(f"fields[{resource_type}]")
+    return not wanted or any(n.strip().partition(".")[0] == name for n in wanted.split(","))
 
 
 def with_faults(ctx: Ctx, coll: Collection, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
