@@ -48,6 +48,42 @@ def generate_world(world: Path, seed: int, customers: int, days: int, **run_opti
     subprocess.run([*cmd, "--days", str(days), "--out", str(world)], check=True, **run_options)
 
 
+#: Which demo process ran a run: a run whose process is gone never finishes by itself.
+DEMO_PID_TAG = "tessera/demo_pid"
+DEMO_HOST_TAG = "tessera/demo_host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def release_abandoned_runs(instance) -> list[str]:
+    """Mark failed the runs an earlier demo started on this machine and never finished (its
+    process was killed mid-run), and free their warehouse pool slots: a run keeps its slot
+    until it ends, so the next run would otherwise wait for it forever, saying nothing. Runs
+    of live processes and of other launchers (the daemon's) are left alone. Returns the ids."""
+    import dagster as dg
+
+    unfinished = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
+    released = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(unfinished))):
+        pid, host = run.tags.get(DEMO_PID_TAG), run.tags.get(DEMO_HOST_TAG)
+        if pid is None or host != socket.gethostname() or _alive(int(pid)):
+            continue
+        reason = f"the demo process ({pid}) that ran it ended before the run did"
+        instance.report_run_failed(run, reason)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        print(f"      run {run.run_id} was left unfinished: {reason}; marked failed, its pool slot freed")
+        released.append(run.run_id)
+    return released
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -173,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         with dg.DagsterInstance.get() as instance:
+            release_abandoned_runs(instance)
             result = defs.resolve_job_def("nightly").execute_in_process(
                 instance=instance,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+                tags={DEMO_PID_TAG: str(os.getpid()), DEMO_HOST_TAG: socket.gethostname()},
             )
         elapsed = time.perf_counter() - started
         if not result.success:
