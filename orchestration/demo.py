@@ -53,28 +53,19 @@ DEMO_PID_TAG = "tessera/demo_pid"
 DEMO_HOST_TAG = "tessera/demo_host"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
 def release_abandoned_runs(instance) -> list[str]:
     """Mark failed the runs an earlier demo started on this machine and never finished (its
     process was killed mid-run), and free their warehouse pool slots: a run keeps its slot
     until it ends, so the next run would otherwise wait for it forever, saying nothing. Runs
     of live processes and of other launchers (the daemon's) are left alone. Returns the ids."""
     import dagster as dg
+    import psutil
 
     unfinished = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING)
     released = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=list(unfinished))):
         pid, host = run.tags.get(DEMO_PID_TAG), run.tags.get(DEMO_HOST_TAG)
-        if pid is None or host != socket.gethostname() or _alive(int(pid)):
+        if pid is None or host != socket.gethostname() or psutil.pid_exists(int(pid)):
             continue
         reason = f"the demo process ({pid}) that ran it ended before the run did"
         instance.report_run_failed(run, reason)
