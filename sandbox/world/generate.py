@@ -343,11 +343,26 @@ def _run(jobs, workers: int) -> Iterator[dict[str, pa.Table]]:
     # Results are taken in chunk order (so files are identical whatever the scheduling), and
     # at most two chunks per worker are in flight: Pool.imap alone would let finished chunks
     # pile up in memory whenever writing falls behind simulating.
+    #
+    # Workers come from a fork server, not a plain fork of this process: the caller may have
+    # threads (a sandbox server, a test session) holding locks at the moment of a fork, and a
+    # child forked then can hang forever on one of them. The server is a fresh interpreter with
+    # this module preloaded, so workers still start in milliseconds.
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     in_flight: deque = deque()
-    with mp.get_context("fork").Pool(workers, maxtasksperchild=8) as pool:
+    pool = context.Pool(workers, maxtasksperchild=8)
+    try:
         for job in jobs:
             if len(in_flight) >= 2 * workers:
                 yield in_flight.popleft().get()
             in_flight.append(pool.apply_async(_chunk, (job,)))
         while in_flight:
             yield in_flight.popleft().get()
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()  # every chunk is in: the workers exit on their own, none is killed
+    finally:
+        pool.join()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -45,6 +46,30 @@ def test_different_seeds_differ(tiny_worlds):
     a, c = _tables(tiny_worlds["a"]), _tables(tiny_worlds["other_seed"])
     assert not a["store/_persons"].equals(c["store/_persons"])
     assert not a["store/mixpanel_events"].equals(c["store/mixpanel_events"])
+
+
+_FORKED_FROM_HERE: list[Path] = []  # set while the test below watches for forks of this process
+
+
+def _note_fork_in_child() -> None:
+    if _FORKED_FROM_HERE:
+        _FORKED_FROM_HERE[0].touch()
+
+
+os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def test_workers_are_not_forked_from_the_calling_process(tmp_path):
+    # A plain fork copies the caller's locks in whatever state its other threads left them;
+    # in a test session with sandbox servers running, one such worker once hung CI for ten
+    # minutes. Workers must come from a clean process instead.
+    marker = tmp_path / "forked"
+    _FORKED_FROM_HERE.append(marker)
+    try:
+        generate_world(WorldConfig(seed=11, customers=120, days=5, chunk_size=40), tmp_path / "w", workers=2)
+    finally:
+        _FORKED_FROM_HERE.clear()
+    assert not marker.exists(), "a generation worker was forked from the calling process"
 
 
 def test_every_store_table_has_its_schema(world_template):
