@@ -79,6 +79,8 @@ def strip_hidden(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
+_WRITER_IDLE_SECONDS = 5.0  # a deferred-writes thread with nothing to do for this long exits
+
 _GC_PAUSE_LOCK = threading.Lock()
 _gc_pauses = 0  # handlers inside `collection_paused` now
 _gc_resume = False  # whether the last one out turns the collector back on
@@ -283,8 +285,11 @@ class DestinationStore:
     def _write_pending(self) -> None:
         while True:
             with self._pending_cond:
-                while not self._pending:
-                    self._pending_cond.wait()
+                if not self._pending:
+                    self._pending_cond.wait(timeout=_WRITER_IDLE_SECONDS)
+                if not self._pending:  # idle: exit rather than outlive the server; _enqueue starts another
+                    self._writer = None
+                    return
                 what, write = self._pending.popleft()
             try:
                 with self._write_lock:
