@@ -102,7 +102,9 @@ def klaviyo_source(
     api = KlaviyoApi(base_url, api_key, revision, retry_policy)
 
     # Cursors are argument defaults, which dlt binds to the pipeline state on each run.
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=PROFILE_COLUMNS)
+    # The three long reads run in their own threads (`parallelized`): Klaviyo limits each
+    # endpoint separately, so one read waiting out its budget need not hold up the others.
+    @dlt.resource(write_disposition="merge", primary_key="id", columns=PROFILE_COLUMNS, parallelized=True)
     def profiles(
         updated: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
             "updated", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
@@ -121,6 +123,7 @@ def klaviyo_source(
         primary_key=("list_id", "profile_id"),
         merge_key="list_id",
         columns=LIST_MEMBER_COLUMNS,
+        parallelized=True,
     )
     def list_memberships() -> Iterator[Any]:
         yield from list_membership_rows(api, list_members_page_size)
@@ -137,7 +140,7 @@ def klaviyo_source(
     ) -> Iterator[Any]:
         yield from changed_records(api, CAMPAIGNS, updated_at, {}, campaign_row, channel_filter=True)
 
-    @dlt.resource(write_disposition="merge", primary_key="id", columns=EVENT_COLUMNS)
+    @dlt.resource(write_disposition="merge", primary_key="id", columns=EVENT_COLUMNS, parallelized=True)
     def events(
         occurred_at: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
             "datetime", initial_value=START_DATE, lag=EVENTS_LOOKBACK_SECONDS, on_cursor_value_missing="include"

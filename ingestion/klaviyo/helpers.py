@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -93,15 +94,17 @@ class KlaviyoApi:
         self.policy = policy
         self.headers = {"Authorization": f"Klaviyo-API-Key {api_key}", "revision": revision, "Accept": MEDIA_TYPE}
         self._sessions: dict[str, VendorSession] = {}
+        self._sessions_lock = threading.Lock()
 
     def session(self, endpoint: str) -> VendorSession:
-        session = self._sessions.get(endpoint)
-        if session is None:
-            pacer = RemainingPacer(RATE_LIMIT_REMAINING, reset_s=RATE_LIMIT_RESET)
-            session = VendorSession(VENDOR, "api_key", self.policy, pacer)
-            session.headers.update(self.headers)
-            self._sessions[endpoint] = session
-        return session
+        with self._sessions_lock:  # resources read in parallel threads; one session per endpoint
+            session = self._sessions.get(endpoint)
+            if session is None:
+                pacer = RemainingPacer(RATE_LIMIT_REMAINING, reset_s=RATE_LIMIT_RESET)
+                session = VendorSession(VENDOR, "api_key", self.policy, pacer)
+                session.headers.update(self.headers)
+                self._sessions[endpoint] = session
+            return session
 
     def pages(self, endpoint: Endpoint, params: Mapping[str, Any], list_id: str | None = None) -> Iterator[list[Any]]:
         """Every page of a collection; `params` go on the first request only."""
