@@ -392,6 +392,41 @@ def test_clock_advance_reveals_new_members(private_sandbox) -> None:
     assert {m["id"] for m in changed} >= now_seen - seen
 
 
+def test_clock_advance_reveals_new_report_activity(private_sandbox) -> None:
+    # Campaigns and reports are built once per clock and kept: each clock move must show what
+    # happened since, on the campaign list and on a report already read.
+    sandbox = private_sandbox
+
+    def report(cid: str) -> tuple[int, int]:
+        body = call(sandbox, "GET", f"/reports/{cid}/email-activity", params={"count": 1000}).json()
+        return body["total_items"], sum(len(e["activity"]) for e in body["emails"])
+
+    def expected(cid: str) -> tuple[int, int]:
+        now = clock(sandbox)
+        rows = [r for r in store(sandbox, "mailchimp_activity") if r["campaign_id"] == cid and r["timestamp"] <= now]
+        return (
+            len({r["email_address"] for r in rows if r["action"] == "sent"}),
+            sum(r["action"] in ("open", "click", "bounce") for r in rows),
+        )
+
+    def sent_ids() -> set[str]:
+        return {c["id"] for c in call(sandbox, "GET", "/campaigns", params={"count": 1000}).json()["campaigns"]}
+
+    start = clock(sandbox)
+    upcoming = min(
+        (c for c in store(sandbox, "mailchimp_campaigns") if c["send_time"] > start), key=lambda c: c["send_time"]
+    )
+    cid = upcoming["campaign_id"]
+    assert cid not in sent_ids()
+    sandbox.control("POST", "clock/advance", json={"days": (upcoming["send_time"] - start).days + 1})
+    assert cid in sent_ids()
+    first = report(cid)
+    assert first == expected(cid) and first[0] > 0
+    sandbox.control("POST", "clock/advance", json={"days": 2})
+    later = report(cid)
+    assert later == expected(cid) and later[1] > first[1]
+
+
 # --------------------------------------------------------------------------------------------
 # writes
 # --------------------------------------------------------------------------------------------
