@@ -14,15 +14,41 @@ from ingestion.common.erasure import drop_erased
 LOADER_FILE_FORMAT = "parquet"
 
 
+# Primary keys a resource no longer declares, per vendor and table. dlt keeps a column's
+# primary-key hint in the stored schema once it is there, whatever the resource says later, so
+# a warehouse loaded before the change would go on merging with the old key.
+# - klaviyo.list_memberships: with the key beside the merge key `list_id`, the merge's delete
+#   joined every old member of a list with every new one (see ingestion/klaviyo).
+RETIRED_PRIMARY_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
+    "klaviyo": {"list_memberships": ("list_id", "profile_id")},
+}
+
+
 def make_pipeline(vendor: str, warehouse: Path, pipelines_dir: Path) -> dlt.Pipeline:
     """A pipeline whose state (cursors, pending load packages) lives beside the warehouse."""
-    return dlt.pipeline(
+    pipeline = dlt.pipeline(
         pipeline_name=f"tessera_{vendor}",
         destination=dlt.destinations.duckdb(credentials=str(warehouse)),
         dataset_name=f"raw_{vendor}",
         pipelines_dir=str(pipelines_dir),
         progress="log",
     )
+    _retire_primary_keys(pipeline, RETIRED_PRIMARY_KEYS.get(vendor, {}))
+    return pipeline
+
+
+def _retire_primary_keys(pipeline: dlt.Pipeline, retired: dict[str, tuple[str, ...]]) -> None:
+    if not retired or not pipeline.default_schema_name:
+        return
+    schema = pipeline.default_schema
+    changed = False
+    for table, columns in retired.items():
+        stored = schema.tables.get(table, {}).get("columns", {})
+        for column in columns:
+            if stored.get(column, {}).pop("primary_key", None) is not None:
+                changed = True
+    if changed:
+        pipeline.schemas.save_schema(schema)
 
 
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:

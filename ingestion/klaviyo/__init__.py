@@ -13,7 +13,7 @@ Resources, each merged on its primary key into `raw_klaviyo`:
   suppressions' timestamps in the JSON column `email_suppression`; `sms_marketing_consent`.
   `last_event_date` is as of the run that last read the profile (it does not move `updated`).
 - `lists`, pk `id`: read whole every run (a handful of rows).
-- `list_memberships`, pk (`list_id`, `profile_id`), with `joined_group_at`: Klaviyo has no feed
+- `list_memberships`, one row per (`list_id`, `profile_id`), with `joined_group_at`: Klaviyo has no feed
   of membership changes and a removal leaves no trace, so every run reads each list's members
   whole (`/api/lists/{id}/profiles`, only `joined_group_at` requested) and replaces that list's
   rows (merge key `list_id`). The table is the current membership: a removed member's row is
@@ -118,9 +118,13 @@ def klaviyo_source(
     def lists() -> Iterator[Any]:
         yield from all_records(api, LISTS, {}, list_row)
 
+    # Merge key only, no primary key: with both, dlt deletes a list's old rows where the primary
+    # key OR the merge key matches, which DuckDB joins on `list_id` alone, every old member with
+    # every new one (4,600 million pairs for a list of 460,000: it filled the disk). The reader
+    # yields each member of a list once, which is what the primary key's dedup was for.
     @dlt.resource(
         write_disposition="merge",
-        primary_key=("list_id", "profile_id"),
+        primary_key=(),
         merge_key="list_id",
         columns=LIST_MEMBER_COLUMNS,
         parallelized=True,

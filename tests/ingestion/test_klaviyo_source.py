@@ -342,6 +342,36 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
     assert {r[0] for r in warehouse_rows(tmp_path, "SELECT id FROM raw_klaviyo.lists")} == {newsletter, audience}
 
 
+def _membership_deletes(pipeline: dlt.Pipeline) -> list[str]:
+    """The delete statements of every list-membership merge the pipeline has run."""
+    jobs = Path(pipeline.pipelines_dir, pipeline.pipeline_name, "load", "loaded").glob(
+        "*/completed_jobs/list_memberships.*.sql"
+    )
+    return [line for job in sorted(jobs) for line in job.read_text().splitlines() if line.startswith("DELETE")]
+
+
+def test_list_memberships_merge_on_the_list_alone_also_in_an_older_warehouse(sandbox, tmp_path):
+    # With a primary key beside the merge key, dlt's delete matched `key OR list_id`, which DuckDB
+    # ran as a join of every old member of a list with every new one: at 460,000 members it
+    # filled the disk. A warehouse whose stored schema still has that key must lose it.
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox), pipeline)
+    schema = pipeline.default_schema
+    for column in ("list_id", "profile_id"):  # as a warehouse loaded by an earlier version has it
+        schema.tables["list_memberships"]["columns"][column]["primary_key"] = True
+    pipeline.schemas.save_schema(schema)
+
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox), pipeline)
+
+    deletes = _membership_deletes(pipeline)
+    assert deletes and all(" OR " not in d and "profile_id" not in d for d in deletes), deletes
+    rows, keys = warehouse_rows(
+        tmp_path, "SELECT count(*), count(DISTINCT (list_id, profile_id)) FROM raw_klaviyo.list_memberships"
+    )[0]
+    assert rows == keys == _visible(sandbox.world)["list_memberships"]
+
+
 def test_a_wrong_key_fails_naming_the_setting_without_the_key(sandbox, tmp_path):
     source = _source(sandbox, api_key="pk_wrong_secret")
     failure = assert_load_fails_naming(
