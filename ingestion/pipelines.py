@@ -16,7 +16,9 @@ LOADER_FILE_FORMAT = "parquet"
 
 # Primary keys a resource no longer declares, per vendor and table. dlt keeps a column's
 # primary-key hint in the stored schema once it is there, whatever the resource says later, so
-# a warehouse loaded before the change would go on merging with the old key.
+# a warehouse loaded before the change would go on merging with the old key. The hint is
+# dropped from the local schema and the schema stored in the warehouse too: dagster-dlt drops
+# the local state before each run and restores it from there.
 # - klaviyo.list_memberships: with the key beside the merge key `list_id`, the merge's delete
 #   joined every old member of a list with every new one (see ingestion/klaviyo).
 RETIRED_PRIMARY_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -49,6 +51,7 @@ def _retire_primary_keys(pipeline: dlt.Pipeline, retired: dict[str, tuple[str, .
                 changed = True
     if changed:
         pipeline.schemas.save_schema(schema)
+        pipeline.sync_schema()
 
 
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:
