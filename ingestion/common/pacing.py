@@ -61,8 +61,8 @@ class ShopifyBucketPacer(Pacer):
     def wait_after(self, response: requests.Response) -> float:
         value = response.headers.get("X-Shopify-Shop-Api-Call-Limit", "")
         used, _, capacity = value.partition("/")
-        if not (used.isdigit() and capacity.isdigit()):
-            return 0.0
+        if not (used.isdigit() and capacity.isdigit()) or int(capacity) == 0:
+            return 0.0  # no bucket reported
         excess = int(used) - (int(capacity) - self.headroom)
         return excess / self.leak if excess > 0 else 0.0
 

@@ -84,6 +84,8 @@ def test_pacers_slow_down_before_the_vendor_says_429():
     assert ShopifyBucketPacer().wait_after(r) == pytest.approx(1.5)
     r.headers["X-Shopify-Shop-Api-Call-Limit"] = "10/40"
     assert ShopifyBucketPacer().wait_after(r) == 0
+    r.headers["X-Shopify-Shop-Api-Call-Limit"] = "0/0"  # no bucket, not a full one
+    assert ShopifyBucketPacer().wait_after(r) == 0
     r = requests.Response()
     r.headers["X-App-Usage"] = json.dumps({"call_count": 95, "total_cputime": 1, "total_time": 1})
     assert UsagePercentPacer(pause=30).wait_after(r) == 30

@@ -286,6 +286,15 @@ def test_leaky_bucket_throttles_with_shopify_429(sandbox, shop):
     assert sandbox.control("GET", "counters").json()["rate_limited"]["shopify"] >= 1
 
 
+def test_a_switched_off_limit_reports_no_bucket(sandbox, shop):
+    # Sent as "0/0", a rule switched off read as a full bucket: the loader's pacer then waited
+    # two seconds before every request of a history load meant to run unthrottled.
+    sandbox.control("PUT", "limits", json={"shopify": {"rest": {"enabled": False}}})
+    answers = [shop.get("products/count.json") for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(CALL_LIMIT not in a.headers for a in answers)
+
+
 # --------------------------------------------------------------------------------------------
 # faults
 # --------------------------------------------------------------------------------------------

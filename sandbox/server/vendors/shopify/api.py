@@ -75,7 +75,9 @@ class ShopifyApi:
             if not auth.matches(token, self.token):
                 return error_response(401, None)
             decision = self.state.limits.hit(VENDOR, RATE_RULE, key=token or "")
-            call_limit = self.state.limits.bucket_header(decision.info)
+            # A rule switched off (the world's limits.json) has no bucket to report: the
+            # header is left out rather than sent as "0/0", which reads as a full bucket.
+            call_limit = self.state.limits.bucket_header(decision.info) if decision.info.limit else None
             if not decision.allowed:
                 response = error_response(429, max(RETRY_AFTER_SECONDS, decision.retry_after))
             else:
@@ -84,7 +86,8 @@ class ShopifyApi:
                 except ParamError as exc:
                     response = JSONResponse({"errors": {exc.param: exc.message}}, status_code=400)
                 response.headers["X-Shopify-API-Version"] = version
-            response.headers[CALL_LIMIT_HEADER] = call_limit
+            if call_limit is not None:
+                response.headers[CALL_LIMIT_HEADER] = call_limit
             return response
 
         return run
