@@ -171,6 +171,22 @@ def test_a_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
         assert rows_read.get(table, 0) < rows, table
 
 
+def test_merges_leave_no_copy_of_the_records_in_the_staging_dataset(sandbox, tmp_path):
+    # dlt merges through `raw_shopify_staging`; left filled, it keeps a second copy of the
+    # last load's personal data, which every erasure would have to find as well.
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox), pipeline)
+    load(_source(sandbox), pipeline)  # the second load merges into existing tables
+    staged = warehouse_rows(
+        tmp_path,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw_shopify_staging' "
+        "AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'",
+    )
+    assert staged, "the merge used no staging tables"
+    for (table,) in staged:
+        assert warehouse_rows(tmp_path, f'SELECT count(*) FROM raw_shopify_staging."{table}"') == [(0,)], table
+
+
 def test_after_a_day_passes_only_the_new_day_is_read(private_sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
     load(_source(private_sandbox), pipeline)
