@@ -268,6 +268,17 @@ class DestinationStore:
                 self._all.append(conn)
         return conn
 
+    def _close_thread_connection(self) -> None:
+        """Close this thread's connection: a thread that ends must not leave it open until close()."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._all_lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
     def _stamp(self) -> str:
         return format_ts(self._now())
 
@@ -289,6 +300,7 @@ class DestinationStore:
                     self._pending_cond.wait(timeout=_WRITER_IDLE_SECONDS)
                 if not self._pending:  # idle: exit rather than outlive the server; _enqueue starts another
                     self._writer = None
+                    self._close_thread_connection()
                     return
                 what, write = self._pending.popleft()
             try:

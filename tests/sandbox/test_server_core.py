@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
+from sandbox.server import state as state_module
 from sandbox.server.app import create_app, load_vendor_modules
 from sandbox.server.auth import basic_auth, bearer_token, matches, read_json
 from sandbox.server.faults import ADDED_FIELD, BAD_TIMESTAMP, FaultConfig, FaultInjector, unit
@@ -425,6 +426,22 @@ def test_counters_persist_across_restart(world: Path) -> None:
         assert c.get("/_sandbox/counters").json()["requests"] == {"fake": 6}
         assert c.post("/_sandbox/counters/reset").json()["requests"] == {}
     assert SandboxState(world).counters.snapshot()["requests"] == {}
+
+
+def test_deferred_writes_leave_no_thread_or_connection_behind(world: Path, monkeypatch) -> None:
+    # The writer thread exits when idle and a write starts another; each one's SQLite
+    # connection must go with it, or a long-served sandbox runs out of file descriptors.
+    monkeypatch.setattr(state_module, "_WRITER_IDLE_SECONDS", 0.05)
+    dest = SandboxState(world).destinations
+    for n in range(10):
+        dest.write_behind("klaviyo", "profile", [(f"p{n}", "{}", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")])
+        dest.settle()
+        deadline = time.monotonic() + 5
+        while dest._writer is not None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dest._writer is None, "the idle writer thread did not exit"
+    assert dest.count("klaviyo", "profile") == 10
+    assert len(dest._all) <= 1  # at most this thread's own connection
 
 
 def test_destinations_store_persists(world: Path) -> None:
