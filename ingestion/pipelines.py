@@ -50,8 +50,10 @@ def _retire_primary_keys(pipeline: dlt.Pipeline, retired: dict[str, tuple[str, .
             if stored.get(column, {}).pop("primary_key", None) is not None:
                 changed = True
     if changed:
-        pipeline.schemas.save_schema(schema)
+        # The warehouse first: saved locally first, a failed sync would leave nothing to change
+        # on the next call while the warehouse still held the old key.
         pipeline.sync_schema()
+        pipeline.schemas.save_schema(schema)
 
 
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:

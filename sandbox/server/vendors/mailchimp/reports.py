@@ -219,13 +219,14 @@ def email_activity(ctx: Ctx, request: Request) -> Response:
 
 def _recipients(ctx: Ctx, campaign: dict[str, Any], since: datetime | None) -> list[dict[str, Any]]:
     """The report's recipients in address order, each with their activity (since `since`)."""
-    key = (ctx.state.clock, campaign["campaign_id"], since)
+    clock = ctx.state.clock  # read once: the key and the build must see the same clock
+    key = (clock, campaign["campaign_id"], since)
     with _CACHE_LOCK:
         reports = _REPORTS.setdefault(ctx.state, OrderedDict())
         if key in reports:
             reports.move_to_end(key)
             return reports[key]
-    selected = _build_recipients(ctx, campaign, since)
+    selected = _build_recipients(ctx, campaign, since, clock)
     with _CACHE_LOCK:
         reports[key] = selected
         while len(reports) > _REPORTS_KEPT:
@@ -233,12 +234,14 @@ def _recipients(ctx: Ctx, campaign: dict[str, Any], since: datetime | None) -> l
     return selected
 
 
-def _build_recipients(ctx: Ctx, campaign: dict[str, Any], since: datetime | None) -> list[dict[str, Any]]:
+def _build_recipients(
+    ctx: Ctx, campaign: dict[str, Any], since: datetime | None, clock: datetime
+) -> list[dict[str, Any]]:
     rows = ctx.state.query(
         "SELECT md5(lower(email_address)) AS email_id, email_address, action, timestamp, url "
         "FROM mailchimp_activity WHERE campaign_id = ? AND timestamp <= ? "
         "ORDER BY lower(email_address), timestamp",
-        [campaign["campaign_id"], ctx.state.clock],
+        [campaign["campaign_id"], clock],
     )
     emails: dict[str, dict[str, Any]] = {}
     for row in rows:
