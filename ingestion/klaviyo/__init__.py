@@ -120,8 +120,8 @@ def klaviyo_source(
 
     # Merge key only, no primary key: with both, dlt deletes a list's old rows where the primary
     # key OR the merge key matches, which DuckDB joins on `list_id` alone, every old member with
-    # every new one (4,600 million pairs for a list of 460,000: it filled the disk). The reader
-    # yields each member of a list once, which is what the primary key's dedup was for.
+    # every new one (4,600 million pairs for a list of 460,000: it filled the disk). The
+    # listing's screen yields each member of a list once, which the key's dedup did before.
     @dlt.resource(
         write_disposition="merge",
         primary_key=(),

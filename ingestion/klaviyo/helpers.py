@@ -302,14 +302,12 @@ def list_membership_rows(api: KlaviyoApi, page_size: int) -> Iterator[Any]:
     params = {"fields[profile]": "joined_group_at", "page[size]": page_size}
     for list_id in list_ids:
         screen = Screen(LIST_MEMBERS, context={"list_id": list_id})
-        members: dict[str, Record] = {}  # by profile: a member a page repeats is yielded once
+        members: list[Record] = []  # each member once: the screen drops a repeated id
         quarantined: list[Any] = []
         try:
             for page in api.pages(LIST_MEMBERS, params, list_id=list_id):
                 good, rows = screen.page(page)
-                for record in good:
-                    row = member_row(record)
-                    members[row["profile_id"]] = row
+                members += [member_row(record) for record in good]
                 quarantined += rows
         except ListGone:
             unclean.pop(list_id, None)
@@ -324,7 +322,7 @@ def list_membership_rows(api: KlaviyoApi, page_size: int) -> Iterator[Any]:
                 continue
             log.warning("%s: list %s: members still malformed after %d runs", VENDOR, list_id, REPAIR_RUNS)
         unclean.pop(list_id, None)
-        yield list(members.values()) or [_marker(list_id)]
+        yield members or [_marker(list_id)]
 
     if listing_complete:
         gone = sorted(known - set(list_ids))
