@@ -16,6 +16,7 @@ Values are compared normalized (`ingestion.common.erasure.normalize_identifier`)
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -46,6 +47,16 @@ class Person:
             return
         self.identifiers.add((source, id_type, str(value).strip()))
         self.values.add(normalized)
+
+    @classmethod
+    def union(cls, people: Iterable[Person]) -> Person:
+        """One Person holding everything of `people`: for matching that needs no attribution."""
+        merged = cls()
+        for person in people:
+            merged.customer_ids |= person.customer_ids
+            merged.identifiers |= person.identifiers
+            merged.values |= person.values
+        return merged
 
     def hashes(self) -> set[tuple[str, str, str]]:
         """(source, id_type, sha256) for the tombstone."""
@@ -82,6 +93,22 @@ def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
     return (schema, table) in set(tables(con, schema))
 
 
+def load_pairs(con: duckdb.DuckDBPyConnection, name: str, pairs: Iterable[tuple[int, str]]) -> None:
+    """A temp table `name (k INTEGER, v VARCHAR)`: value `v` belongs to the k-th person."""
+    ks, vs = [], []
+    for k, v in sorted(set(pairs)):
+        ks.append(k)
+        vs.append(v)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (k INTEGER, v VARCHAR)")
+    if ks:
+        # One statement for any number of values: executemany costs a round trip per row.
+        con.execute(f"INSERT INTO {name} SELECT unnest(?::INTEGER[]), unnest(?::VARCHAR[])", [ks, vs])
+
+
+def _load_values(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
+    load_pairs(con, "_people_values", ((k, v) for k, person in enumerate(people) for v in person.values))
+
+
 def _blocked_values(con: duckdb.DuckDBPyConnection) -> set[str]:
     if not _has_table(con, "intermediate", "int_identity__resolved"):
         return set()
@@ -92,102 +119,116 @@ def _blocked_values(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {v for (v,) in rows}
 
 
-def _load_values(con: duckdb.DuckDBPyConnection, person: Person) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE _person_values (v VARCHAR)")
-    if person.values:
-        con.executemany("INSERT INTO _person_values VALUES (?)", [[v] for v in sorted(person.values)])
-
-
-def _from_identity_map(con: duckdb.DuckDBPyConnection, person: Person) -> None:
+def _from_identity_map(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
     if not _has_table(con, "marts", "customer_identifiers"):
         return
-    _load_values(con, person)
+    _load_values(con, people)
     found = con.execute(
-        "SELECT DISTINCT customer_id FROM marts.customer_identifiers "
-        "WHERE lower(trim(id_value)) IN (SELECT v FROM _person_values)"
+        "SELECT DISTINCT p.k, c.customer_id FROM marts.customer_identifiers c "
+        "JOIN _people_values p ON lower(trim(c.id_value)) = p.v"
     ).fetchall()
-    person.customer_ids |= {c for (c,) in found}
-    if person.customer_ids:
-        rows = con.execute(
-            "SELECT source, id_type, id_value FROM marts.customer_identifiers WHERE customer_id IN "
-            f"({', '.join('?' * len(person.customer_ids))})",
-            sorted(person.customer_ids),
-        ).fetchall()
-        for source, id_type, value in rows:
-            person.add(source, id_type, value)
+    for k, customer_id in found:
+        people[k].customer_ids.add(customer_id)
+    load_pairs(con, "_people_customers", ((k, c) for k, person in enumerate(people) for c in person.customer_ids))
+    rows = con.execute(
+        "SELECT p.k, c.source, c.id_type, c.id_value FROM marts.customer_identifiers c "
+        "JOIN _people_customers p ON c.customer_id = p.v"
+    ).fetchall()
+    for k, source, id_type, value in rows:
+        people[k].add(source, id_type, value)
 
 
-def _from_raw_person_records(con: duckdb.DuckDBPyConnection, person: Person, blocked: set[str]) -> None:
+def _matching(table: str, person_columns: list[str], select: str, values: str = "_people_values") -> str:
+    """Rows of `table` with a person column holding one of the k-th person's values, as (k, select)."""
+    return " UNION ".join(
+        f'SELECT p.k, {select} FROM {table} t JOIN {values} p ON lower(trim(CAST(t."{c}" AS VARCHAR))) = p.v'
+        for c in person_columns
+    )
+
+
+def _from_raw_person_records(con: duckdb.DuckDBPyConnection, people: Sequence[Person], blocked: set[str]) -> None:
     for schema, table in tables(con, "raw%"):
         if table not in PERSON_RESOURCES or not schema.startswith("raw_") or schema.endswith("_staging"):
             continue
         person_columns = [c for c, _ in columns(con, schema, table) if is_person_column(c, table)]
         if not person_columns:
             continue
-        _load_values(con, person)
-        match = " OR ".join(
-            f'lower(trim(CAST("{c}" AS VARCHAR))) IN (SELECT v FROM _person_values)' for c in person_columns
-        )
-        select = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in person_columns)
+        # Reloaded per table: what one table adds is matched in the next.
+        _load_values(con, people)
+        select = ", ".join(f'CAST(t."{c}" AS VARCHAR)' for c in person_columns)
         source = schema.removeprefix("raw_")
-        for row in con.execute(f'SELECT {select} FROM "{schema}"."{table}" WHERE {match}').fetchall():
+        for k, *row in con.execute(_matching(f'"{schema}"."{table}"', person_columns, select)).fetchall():
             for column, value in zip(person_columns, row, strict=True):
                 if value is not None and normalize_identifier(value) not in blocked:
-                    person.add(source, column.split("__")[-1], value)
+                    people[k].add(source, column.split("__")[-1], value)
 
 
-def _checkout_tokens(con: duckdb.DuckDBPyConnection, person: Person) -> set[str]:
-    """Tokens of the Shopify checkouts and orders that carry one of the person's identifiers."""
-    tokens: set[str] = set()
+def _load_checkout_tokens(con: duckdb.DuckDBPyConnection) -> None:
+    """`_people_checkouts`: tokens of the Shopify checkouts and orders carrying a person's identifier."""
+    pairs: set[tuple[int, str]] = set()
     for table, token in (("abandoned_checkouts", "token"), ("orders", "checkout_token")):
         if not _has_table(con, "raw_shopify", table):
             continue
         person_columns = [c for c, _ in columns(con, "raw_shopify", table) if is_person_column(c, table)]
         if not person_columns:
             continue
-        match = " OR ".join(
-            f'lower(trim(CAST("{c}" AS VARCHAR))) IN (SELECT v FROM _person_values)' for c in person_columns
-        )
-        rows = con.execute(f'SELECT DISTINCT "{token}" FROM raw_shopify."{table}" WHERE {match}').fetchall()
-        tokens |= {t for (t,) in rows if t}
-    return tokens
+        query = _matching(f'raw_shopify."{table}"', person_columns, f't."{token}"')
+        pairs |= {(k, t) for k, t in con.execute(query).fetchall() if t}
+    load_pairs(con, "_people_checkouts", pairs)
 
 
-def _own_devices(con: duckdb.DuckDBPyConnection, person: Person) -> None:
-    """Analytics devices on which the person logged in or checked out, and nobody else did."""
+def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
+    """Analytics devices on which the person logged in or checked out, and nobody else did.
+
+    A device's signals are the distinct users logged in and checkouts made on it. It is the
+    k-th person's when every one of its signals is theirs: one signal of anyone else (another
+    login, a checkout not theirs) makes it shared, and it stays.
+    """
     if not _has_table(con, "raw_mixpanel", "events"):
         return
-    _load_values(con, person)
-    con.execute("CREATE OR REPLACE TEMP TABLE _person_checkouts (v VARCHAR)")
-    tokens = _checkout_tokens(con, person)
-    if tokens:
-        con.executemany("INSERT INTO _person_checkouts VALUES (?)", [[t] for t in sorted(tokens)])
+    _load_values(con, people)
+    _load_checkout_tokens(con)
     rows = con.execute(
-        "WITH marked AS (SELECT device_id, "
-        "lower(trim(user_id)) IN (SELECT v FROM _person_values) OR checkout_id IN (SELECT v FROM _person_checkouts) "
-        "AS theirs, "
-        "(user_id IS NOT NULL AND lower(trim(user_id)) NOT IN (SELECT v FROM _person_values)) "
-        "OR (checkout_id IS NOT NULL AND checkout_id NOT IN (SELECT v FROM _person_checkouts)) AS someone_else "
-        "FROM raw_mixpanel.events WHERE device_id IS NOT NULL) "
-        "SELECT device_id FROM marked GROUP BY device_id "
-        "HAVING bool_or(coalesce(theirs, false)) AND NOT bool_or(coalesce(someone_else, false))"
+        "WITH signals AS ("
+        "  SELECT DISTINCT device_id, 'user' AS kind, lower(trim(user_id)) AS v FROM raw_mixpanel.events "
+        "  WHERE device_id IS NOT NULL AND user_id IS NOT NULL "
+        "  UNION SELECT DISTINCT device_id, 'checkout', checkout_id FROM raw_mixpanel.events "
+        "  WHERE device_id IS NOT NULL AND checkout_id IS NOT NULL), "
+        "theirs AS (SELECT k, 'user' AS kind, v FROM _people_values "
+        "  UNION SELECT k, 'checkout', v FROM _people_checkouts), "
+        "owned AS (SELECT t.k, s.device_id, count(*) AS n FROM signals s JOIN theirs t USING (kind, v) GROUP BY ALL), "
+        "total AS (SELECT device_id, count(*) AS n FROM signals "
+        "  WHERE device_id IN (SELECT device_id FROM owned) GROUP BY ALL) "
+        "SELECT owned.k, owned.device_id FROM owned JOIN total USING (device_id) WHERE owned.n = total.n"
     ).fetchall()
-    for (device,) in rows:
-        person.add("mixpanel", "device_id", device)
+    for k, device in rows:
+        people[k].add("mixpanel", "device_id", device)
 
 
-def resolve(con: duckdb.DuckDBPyConnection, emails: list[str], identifiers: list[tuple[str, str, str]] = ()) -> Person:
-    """The person behind a request's emails and `(source, id_type, value)` identifiers."""
-    person = Person()
-    for email in emails:
-        person.add("request", "email", email)
-    for source, id_type, value in identifiers:
-        person.add(source, id_type, value)
-    _from_identity_map(con, person)
+def resolve_all(
+    con: duckdb.DuckDBPyConnection, requests: Sequence[tuple[Sequence[str], Sequence[tuple[str, str, str]]]]
+) -> list[Person]:
+    """The person behind each request's emails and `(source, id_type, value)` identifiers.
+
+    Every request is resolved on its own (two requests never merge into one person), but each
+    step reads a table once for all of them: a night's backlog costs about what one request does.
+    """
+    people = [Person() for _ in requests]
+    for person, (emails, identifiers) in zip(people, requests, strict=True):
+        for email in emails:
+            person.add("request", "email", email)
+        for source, id_type, value in identifiers:
+            person.add(source, id_type, value)
+    _from_identity_map(con, people)
     blocked = _blocked_values(con)
     # Two hops: an email finds a Shopify customer, whose id finds the analytics user.
     for _ in range(2):
-        _from_raw_person_records(con, person, blocked)
-    _own_devices(con, person)
-    _from_identity_map(con, person)
-    return person
+        _from_raw_person_records(con, people, blocked)
+    _own_devices(con, people)
+    _from_identity_map(con, people)
+    return people
+
+
+def resolve(con: duckdb.DuckDBPyConnection, emails: list[str], identifiers: list[tuple[str, str, str]] = ()) -> Person:
+    """The person behind one request's emails and `(source, id_type, value)` identifiers."""
+    return resolve_all(con, [(emails, identifiers)])[0]

@@ -12,12 +12,12 @@ The tombstone and the erasure log (`privacy` schema) and the dbt seeds are never
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
 
-from activation.privacy.person import Person, columns, tables
+from activation.privacy.person import Person, columns, load_pairs, tables
 from ingestion.common.erasure import TOMBSTONE_SCHEMA, is_person_column
 
 UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", "pg_catalog"})
@@ -27,37 +27,47 @@ PAYLOAD_COLUMNS = frozenset({"record", "payload", "properties", "event_propertie
 NODE_COLUMNS = frozenset({"node", "id_key", "link"})
 
 
-def load_person(con: duckdb.DuckDBPyConnection, person: Person) -> None:
-    """The person's values, customer ids and emails as temp tables the predicates read."""
-    for name, values in (
-        ("_person_values", person.values),
-        ("_person_customers", person.customer_ids),
-        ("_person_emails", person.emails),
+def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
+    """Each person's values, customer ids and emails as `(k, v)` temp tables the matches join."""
+    for name, values_of in (
+        ("_people_values", lambda p: p.values),
+        ("_people_customers", lambda p: p.customer_ids),
+        ("_people_emails", lambda p: p.emails),
     ):
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (v VARCHAR)")
-        if values:
-            con.executemany(f"INSERT INTO {name} VALUES (?)", [[v] for v in sorted(values)])
+        load_pairs(con, name, ((k, v) for k, person in enumerate(people) for v in values_of(person)))
 
 
-def row_predicate(schema: str, table: str, table_columns: list[tuple[str, str]]) -> str | None:
-    """SQL that is true for the person's rows of this table, or None if it cannot hold any."""
+def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -> str | None:
+    """SQL giving `(k, rid, dlt_id)` for each row of this table that is the k-th person's, or
+    None if the table cannot hold any. Equalities are hash joins, so one scan serves any number
+    of people; a payload is only searched when it holds an `@` at all."""
     root = table if "__" not in table else None
-    terms = []
+    names = {name for name, _ in table_columns}
+    source = f'"{schema}"."{table}" AS t'
+    keys = f"t.rowid AS rid, {'t._dlt_id' if '_dlt_id' in names else 'NULL'} AS dlt_id"
+    parts = []
     for name, data_type in table_columns:
         if name.startswith("_dlt"):
             continue
-        quoted = f'"{name}"'
+        column = f't."{name}"'
         low = name.lower()
         if is_person_column(name, root):
-            text = f"lower(trim(CAST({quoted} AS VARCHAR)))"
-            terms.append(f"{text} IN (SELECT v FROM _person_values)")
+            text = f"lower(trim(CAST({column} AS VARCHAR)))"
+            parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {text} = p.v")
             if low.endswith("customer_id"):
-                terms.append(f"CAST({quoted} AS VARCHAR) IN (SELECT v FROM _person_customers)")
+                customer = f"CAST({column} AS VARCHAR)"
+                parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_customers p ON {customer} = p.v")
         elif low in NODE_COLUMNS and data_type == "VARCHAR" and not schema.startswith("raw_"):
-            terms.append(f"lower(substr({quoted}, strpos({quoted}, ':') + 1)) IN (SELECT v FROM _person_values)")
+            node = f"lower(substr({column}, strpos({column}, ':') + 1))"
+            parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {node} = p.v")
         elif data_type == "JSON" or (low in PAYLOAD_COLUMNS and data_type == "VARCHAR"):
-            terms.append(f"EXISTS (SELECT 1 FROM _person_emails WHERE contains(lower(CAST({quoted} AS VARCHAR)), v))")
-    return " OR ".join(f"({t})" for t in terms) if terms else None
+            text = f"CAST({column} AS VARCHAR)"
+            # Not an equality: a nested loop, which the `@` filter keeps to the rows worth it.
+            parts.append(
+                f"SELECT p.k, {keys} FROM {source} JOIN _people_emails p ON contains(lower({text}), p.v) "
+                f"WHERE contains({text}, '@')"
+            )
+    return " UNION ".join(parts) if parts else None
 
 
 def _candidate_tables(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
@@ -67,59 +77,70 @@ def _candidate_tables(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str
         yield schema, table, columns(con, schema, table)
 
 
-def _mark_matches(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
-    """Each table's predicate, and the `_dlt_id`s of matched rows and of their dlt children."""
-    con.execute("CREATE OR REPLACE TEMP TABLE _person_dlt_ids (schema_name VARCHAR, v VARCHAR)")
-    predicates: dict[tuple[str, str], str] = {}
+def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """`_people_rows (schema_name, table_name, k, rid, dlt_id)`: every row of each loaded person,
+    with the dlt children of their rows; returns the tables that have any."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _people_rows "
+        "(schema_name VARCHAR, table_name VARCHAR, k INTEGER, rid BIGINT, dlt_id VARCHAR)"
+    )
     lineage: list[tuple[str, str]] = []
     for schema, table, table_columns in _candidate_tables(con):
-        names = {c for c, _ in table_columns}
-        predicate = row_predicate(schema, table, table_columns)
-        if predicate and "_dlt_id" in names:
-            con.execute(
-                f'INSERT INTO _person_dlt_ids SELECT ?, _dlt_id FROM "{schema}"."{table}" WHERE {predicate}',
-                [schema],
-            )
-        if "_dlt_parent_id" in names:
+        query = match_query(schema, table, table_columns)
+        if query:
+            con.execute(f"INSERT INTO _people_rows SELECT ?, ?, k, rid, dlt_id FROM ({query})", [schema, table])
+        if "_dlt_parent_id" in {c for c, _ in table_columns}:
             lineage.append((schema, table))
-        predicates[(schema, table)] = predicate
     # Children of children: two passes reach grandchildren; every child also names its root.
     for _ in range(2):
         for schema, table in lineage:
-            con.execute(
-                f'INSERT INTO _person_dlt_ids SELECT ?, _dlt_id FROM "{schema}"."{table}" '
-                "WHERE (_dlt_root_id IN (SELECT v FROM _person_dlt_ids WHERE schema_name = ?) "
-                "OR _dlt_parent_id IN (SELECT v FROM _person_dlt_ids WHERE schema_name = ?)) "
-                "AND _dlt_id NOT IN (SELECT v FROM _person_dlt_ids WHERE schema_name = ?)",
-                [schema, schema, schema, schema],
+            # Two equi-joins, not one on `IN (root, parent)`, which would be a nested loop.
+            hanging = " UNION ".join(
+                f'SELECT m.k, t.rowid AS rid, t._dlt_id AS dlt_id FROM "{schema}"."{table}" AS t '
+                f"JOIN _people_rows AS m ON m.dlt_id = t.{link} AND m.schema_name = $schema"
+                for link in ("_dlt_root_id", "_dlt_parent_id")
             )
-    for schema, table in lineage:
-        child = f"_dlt_id IN (SELECT v FROM _person_dlt_ids WHERE schema_name = '{schema}')"
-        own = predicates.get((schema, table))
-        predicates[(schema, table)] = f"({own}) OR ({child})" if own else child
-    return {key: p for key, p in predicates.items() if p}
+            con.execute(
+                f"INSERT INTO _people_rows SELECT $schema, $table, k, rid, dlt_id FROM ({hanging}) AS c "
+                "WHERE NOT EXISTS (SELECT 1 FROM _people_rows AS o "
+                "WHERE o.schema_name = $schema AND o.table_name = $table AND o.k = c.k AND o.rid = c.rid)",
+                {"schema": schema, "table": table},
+            )
+    return con.execute("SELECT DISTINCT schema_name, table_name FROM _people_rows ORDER BY 1, 2").fetchall()
 
 
 def select_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, list[dict[str, Any]]]:
     """Every row of the person, by `schema.table` (tables without any are left out)."""
-    load_person(con, person)
+    load_people(con, [person])
     out: dict[str, list[dict[str, Any]]] = {}
-    for (schema, table), predicate in _mark_matches(con).items():
-        cursor = con.execute(f'SELECT * FROM "{schema}"."{table}" WHERE {predicate}')
+    for schema, table in _mark_matches(con):
+        cursor = con.execute(
+            f'SELECT * FROM "{schema}"."{table}" WHERE rowid IN '
+            "(SELECT rid FROM _people_rows WHERE schema_name = ? AND table_name = ?)",
+            [schema, table],
+        )
         names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        if rows:
-            out[f"{schema}.{table}"] = rows
+        out[f"{schema}.{table}"] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     return out
 
 
-def delete_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, int]:
-    """Delete every row of the person; rows deleted by `schema.table`."""
-    load_person(con, person)
-    deleted: dict[str, int] = {}
-    for (schema, table), predicate in _mark_matches(con).items():
-        count = con.execute(f'SELECT count(*) FROM "{schema}"."{table}" WHERE {predicate}').fetchall()[0][0]
-        if count:
-            con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {predicate}')
-            deleted[f"{schema}.{table}"] = count
+def delete_rows(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> list[dict[str, int]]:
+    """Delete every row of every person in one pass per table; per person, rows by `schema.table`.
+
+    A row that is two people's (a shared order, say) counts for both and is deleted once.
+    """
+    load_people(con, people)
+    deleted: list[dict[str, int]] = [{} for _ in people]
+    touched = _mark_matches(con)
+    counts = con.execute(
+        "SELECT k, schema_name, table_name, count(DISTINCT rid) FROM _people_rows GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    for k, schema, table, count in counts:
+        deleted[k][f"{schema}.{table}"] = count
+    for schema, table in touched:
+        con.execute(
+            f'DELETE FROM "{schema}"."{table}" WHERE rowid IN '
+            "(SELECT rid FROM _people_rows WHERE schema_name = ? AND table_name = ?)",
+            [schema, table],
+        )
     return deleted

@@ -1,0 +1,178 @@
+"""Erasure requests processed as one batch: each person resolved on their own, rows deleted in
+one pass per table and counted per request, and the whole batch undone by a crash.
+
+A hand-built warehouse (a few rows per table) stands in for a loaded one, so these run in
+seconds; `test_privacy.py` runs the same code on a world loaded through every loader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from activation.destinations.base import Outcome
+from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
+from activation.privacy.person import resolve, resolve_all
+
+ANA, BEN, CAL = "ana@example.com", "ben@example.com", "cal@example.com"
+
+
+def _warehouse(path: Path) -> Path:
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA raw_shopify; CREATE SCHEMA raw_mixpanel; CREATE SCHEMA raw_privacy")
+        con.execute("CREATE TABLE raw_shopify.customers (id BIGINT, email VARCHAR, phone VARCHAR, _dlt_id VARCHAR)")
+        con.execute(
+            "INSERT INTO raw_shopify.customers VALUES (101, 'Ana@Example.com', '+15550001', 'c1'), "
+            "(102, ?, '+15550002', 'c2'), (103, ?, '+15550003', 'c3')",
+            [BEN, CAL],
+        )
+        con.execute(
+            "CREATE TABLE raw_shopify.orders (id BIGINT, email VARCHAR, checkout_token VARCHAR, "
+            "customer__id BIGINT, _dlt_id VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO raw_shopify.orders VALUES (1, ?, 'tok_a', 101, 'o1'), (2, ?, 'tok_b', 102, 'o2'), "
+            "(3, ?, 'tok_c', 103, 'o3')",
+            [ANA, BEN, CAL],
+        )
+        con.execute(
+            "CREATE TABLE raw_shopify.orders__line_items "
+            "(sku VARCHAR, _dlt_root_id VARCHAR, _dlt_parent_id VARCHAR, _dlt_id VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO raw_shopify.orders__line_items VALUES ('s1', 'o1', 'o1', 'l1'), ('s2', 'o1', 'o1', 'l2'), "
+            "('s3', 'o2', 'o2', 'l3'), ('s4', 'o3', 'o3', 'l4')"
+        )
+        con.execute(
+            "CREATE TABLE raw_mixpanel.events (event VARCHAR, device_id VARCHAR, user_id VARCHAR, "
+            "checkout_id VARCHAR, _dlt_id VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO raw_mixpanel.events VALUES "
+            # Ana's own phone: her login and her checkout, and an anonymous view.
+            "('login', 'dev_ana', ?, NULL, 'e1'), ('checkout', 'dev_ana', NULL, 'tok_a', 'e2'), "
+            "('view', 'dev_ana', NULL, NULL, 'e3'), "
+            # The family laptop: Ana and Ben both logged in; it is neither's alone.
+            "('login', 'dev_home', ?, NULL, 'e4'), ('login', 'dev_home', ?, NULL, 'e5'), "
+            "('view', 'dev_home', NULL, NULL, 'e6'), "
+            # Cal's tablet, on which Ben once checked out.
+            "('login', 'dev_cal', ?, NULL, 'e7'), ('checkout', 'dev_cal', NULL, 'tok_b', 'e8')",
+            [ANA, ANA, BEN, CAL],
+        )
+        con.execute("CREATE TABLE raw_shopify.quarantine (resource VARCHAR, record VARCHAR)")
+        con.execute(
+            "INSERT INTO raw_shopify.quarantine VALUES ('orders', ?), ('orders', ?)",
+            [json.dumps({"email": BEN.upper()}), json.dumps({"email": CAL})],
+        )
+        con.execute(
+            "CREATE TABLE raw_privacy.erasure_requests (request_id VARCHAR, email VARCHAR, "
+            "requested_at TIMESTAMPTZ, identifiers JSON)"
+        )
+        con.execute(
+            "INSERT INTO raw_privacy.erasure_requests VALUES ('r_ana', ?, '2026-11-01', NULL), "
+            "('r_ben', NULL, '2026-11-02', '[\"shopify:customer_id:102\"]')",
+            [ANA],
+        )
+    return path
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list:
+    return [r[0] if len(r) == 1 else r for r in con.execute(sql).fetchall()]
+
+
+def _requests(warehouse: Path) -> list[ErasureRequest]:
+    requests = pending_requests(warehouse)
+    assert [r.request_id for r in requests] == ["r_ana", "r_ben"]
+    return requests
+
+
+def test_a_batch_resolves_each_person_as_a_request_alone_would(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        ana, ben = resolve_all(con, [([ANA], []), ([], [("shopify", "customer_id", "102")])])
+        alone = resolve(con, [ANA]), resolve(con, [], [("shopify", "customer_id", "102")])
+    for batched, single in zip((ana, ben), alone, strict=True):
+        assert (batched.values, batched.identifiers, batched.customer_ids) == (
+            single.values,
+            single.identifiers,
+            single.customer_ids,
+        )
+    assert {"101", "+15550001", "dev_ana"} <= ana.values
+    assert {BEN, "+15550002"} <= ben.values
+    # The laptop both logged in on, and Cal's tablet, are nobody's alone.
+    assert not {"dev_home", "dev_cal"} & (ana.values | ben.values)
+    assert CAL not in ana.values | ben.values
+
+
+class _Recording:
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def erase(self, emails):
+        self.calls.append(list(emails))
+        return [Outcome(e, "ok") for e in emails]
+
+
+def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    destination = _Recording()
+    batch = erase_requests(warehouse, _requests(warehouse), destinations=[destination])
+
+    ana, ben = batch.requests
+    assert ana.rows_deleted == {
+        "raw_mixpanel.events": 4,  # three on her phone, her login on the family laptop
+        "raw_privacy.erasure_requests": 1,  # her request names her email
+        "raw_shopify.customers": 1,
+        "raw_shopify.orders": 1,
+        "raw_shopify.orders__line_items": 2,
+    }
+    assert ben.rows_deleted == {
+        "raw_mixpanel.events": 1,
+        "raw_shopify.customers": 1,
+        "raw_shopify.orders": 1,
+        "raw_shopify.orders__line_items": 1,
+        "raw_shopify.quarantine": 1,
+    }
+    assert destination.calls == [[ANA], [BEN]]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert _rows(con, "SELECT email FROM raw_shopify.customers") == [CAL]
+        assert _rows(con, "SELECT sku FROM raw_shopify.orders__line_items") == ["s4"]
+        # Shared devices keep their anonymous events and the others' logins and checkouts.
+        assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e6", "e7", "e8"]
+        assert _rows(con, "SELECT record FROM raw_shopify.quarantine") == [json.dumps({"email": CAL})]
+        logged = dict(_rows(con, "SELECT request_id, rows_deleted FROM privacy.erasure_log"))
+    assert {k: json.loads(v) for k, v in logged.items()} == {"r_ana": ana.rows_deleted, "r_ben": ben.rows_deleted}
+    assert pending_requests(warehouse) == []
+
+
+class _Crash(BaseException):
+    """A process dying mid-batch (not an error a destination reports)."""
+
+
+class _CrashingAfterOne(_Recording):
+    def erase(self, emails):
+        if self.calls:
+            raise _Crash
+        return super().erase(emails)
+
+
+def test_a_crash_mid_batch_leaves_every_request_pending_with_its_rows_to_resolve_from(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = ("raw_shopify.customers", "raw_mixpanel.events")
+        before = {t: _rows(con, f"SELECT count(*) FROM {t}")[0] for t in tables}
+    with pytest.raises(_Crash):
+        erase_requests(warehouse, _requests(warehouse), destinations=[_CrashingAfterOne()])
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        after = {t: _rows(con, f"SELECT count(*) FROM {t}")[0] for t in before}
+        assert _rows(con, "SELECT count(*) FROM privacy.erased_identifiers") == [0]
+    assert after == before
+    # The next run does the whole batch.
+    batch = erase_requests(warehouse, _requests(warehouse), destinations=[_Recording()])
+    assert [r.request_id for r in batch.requests] == ["r_ana", "r_ben"]
+    assert pending_requests(warehouse) == []
