@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from starlette.responses import Response
 
+from sandbox.server.cache import cache
 from sandbox.server.state import SandboxState, format_ts
 from sandbox.server.vendors.klaviyo import overlays, windows
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, invalid, iso, jsonapi, not_found, parse_datetime
@@ -236,7 +237,7 @@ def _store_events(ctx: Ctx) -> pa.Table:
         pa.default_memory_pool().release_unused()  # the sort's copies: as much again
         return events
 
-    return windows.cache(ctx.state).get("store_events", (), build)
+    return cache(ctx.state).get("store_events", (), build)
 
 
 def _encoded(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -255,9 +256,7 @@ def _event_windows(ctx: Ctx, sort_sql: str) -> Windowed | None:
     takes a window of each, and the event query runs over those."""
     store = _store_events(ctx)
     written_table, _ = overlays.use(ctx, overlays.EVENTS, overlays.DELETED)
-    written = windows.cache(ctx.state).get(
-        "written_events", (written_table,), lambda: _sort_events(written_table, "id")
-    )
+    written = cache(ctx.state).get("written_events", (written_table,), lambda: _sort_events(written_table, "id"))
     clock = ctx.state.clock
     convert = _epoch_second if sort_sql == "timestamp" else _second
     parts = []

@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 from starlette.responses import Response
 
+from sandbox.server.cache import Cache, cache
 from sandbox.server.state import SandboxState
 from sandbox.server.vendors.klaviyo import overlays, windows
 from sandbox.server.vendors.klaviyo.api import VENDOR, Ctx, KlaviyoError, invalid, iso, jsonapi, not_found
@@ -191,7 +192,7 @@ class Visible:
 
     clock: datetime
     table: pa.Table
-    derived: windows.Cache
+    derived: Cache
 
 
 def visible_profiles(ctx: Ctx) -> Visible:
@@ -207,9 +208,9 @@ def visible_profiles(ctx: Ctx) -> Visible:
         positions = pa.array(np.arange(table.num_rows, dtype=np.int32))
         # One chunk per column: taking rows from a chunked column joins its chunks first.
         table = table.append_column("_pos", positions).combine_chunks()
-        return Visible(clock, table, windows.Cache())
+        return Visible(clock, table, Cache())
 
-    return windows.cache(ctx.state).get("visible_profiles", (clock, *tables), build)
+    return cache(ctx.state).get("visible_profiles", (clock, *tables), build)
 
 
 def visible_order(
@@ -355,7 +356,7 @@ def _store_last_events(ctx: Ctx, clock: datetime) -> tuple[pa.Array, pa.Array]:
         )
         return table["profile_id"].combine_chunks(), table["at"].combine_chunks()
 
-    return windows.cache(ctx.state).get("store_last_events", (clock,), build)
+    return cache(ctx.state).get("store_last_events", (clock,), build)
 
 
 def _last_event_dates(ctx: Ctx, ids: list[str]) -> dict[str, datetime]:

@@ -20,15 +20,11 @@ So a window decides only which rows the query looks at, never what it answers.
 from __future__ import annotations
 
 import bisect
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import pyarrow as pa
-
-from sandbox.server.state import SandboxState
 
 #: A page's first window holds this many times the rows the page needs; each next one eight
 #: times more (a filter that keeps few rows reaches every row in a handful of queries).
@@ -181,51 +177,3 @@ def _window(parts: list[Part], ranges: list[Slice], forward: bool, width: int) -
         return None, ranges
     bound = max(edges)
     return bound, [(p.first_item_above(bound, lo, hi), hi) for p, (lo, hi) in zip(parts, ranges, strict=True)]
-
-
-# --------------------------------------------------------------------------------------------
-# Cached parts
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Entry:
-    version: tuple[Any, ...]
-    value: Any
-    inputs: tuple[Any, ...]  # kept alive, so the ids in `version` stay theirs
-
-
-class Cache:
-    """Named values built from a served world (sorted parts, materialized relations), each
-    kept until its inputs change. The store does not change while it is served, and a write
-    replaces an overlay's table rather than changing it, so a value's version is the clock
-    (where it matters) and the identity of the overlay tables it was read from."""
-
-    def __init__(self) -> None:
-        self._entries: dict[Any, _Entry] = {}
-        self._locks: dict[Any, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def get(self, name: Any, inputs: tuple[Any, ...], build: Callable[[], Any]) -> Any:
-        """The value named `name` for these inputs (tables by identity, other values by
-        equality), built by `build()` if missing or stale. One build at a time per name:
-        requests that want the same value wait for it rather than build it again."""
-        version = tuple(id(i) if isinstance(i, pa.Table) else i for i in inputs)
-        with self._guard:
-            lock = self._locks.setdefault(name, threading.Lock())
-        with lock:
-            entry = self._entries.get(name)
-            if entry is None or entry.version != version:
-                self._entries.pop(name, None)  # let the stale value go before its successor is built
-                entry = self._entries[name] = _Entry(version, build(), inputs)
-            return entry.value
-
-
-_CACHES: WeakKeyDictionary[SandboxState, Cache] = WeakKeyDictionary()
-_CACHES_LOCK = threading.Lock()
-
-
-def cache(state: SandboxState) -> Cache:
-    """The served world's cache."""
-    with _CACHES_LOCK:
-        return _CACHES.setdefault(state, Cache())

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from sandbox.server.cache import cache
 from sandbox.server.state import SandboxState
 from sandbox.server.vendors.mailchimp.common import (
     ApiError,
@@ -64,8 +65,8 @@ _FEED_TYPES = {
 #: The store is fixed while a world is served and no API call writes campaigns or activity, so
 #: what these reads show changes only with the clock. At a million customers the campaigns'
 #: stats took over a second and one campaign's report several, on every page: they are built
-#: once per clock (the report once per `since` too) and kept.
-_CAMPAIGNS: weakref.WeakKeyDictionary[SandboxState, tuple[datetime, list[dict[str, Any]]]] = weakref.WeakKeyDictionary()
+#: once per clock (the report once per `since` too) and kept. The campaigns go in the world's
+#: shared cache; reports, one per campaign and `since`, are bounded here instead:
 #: state -> (clock, campaign id, since) -> the report's recipients; a client pages through
 #: one report at a time, and each holds a campaign's recipients (tens of MB at 1M).
 _REPORTS: weakref.WeakKeyDictionary[SandboxState, OrderedDict[tuple, list[dict[str, Any]]]] = (
@@ -76,12 +77,10 @@ _CACHE_LOCK = threading.Lock()
 
 
 def _campaigns(ctx: Ctx) -> list[dict[str, Any]]:
-    clock = ctx.state.clock
-    with _CACHE_LOCK:
-        kept = _CAMPAIGNS.get(ctx.state)
-        if kept is None or kept[0] != clock:
-            kept = _CAMPAIGNS[ctx.state] = (clock, query(ctx.state, _CAMPAIGNS_SQL, {"clock": clock}))
-    return kept[1]
+    clock = ctx.state.clock  # read once: the key and the build must see the same clock
+    return cache(ctx.state).get(
+        "mailchimp_campaigns", (clock,), lambda: query(ctx.state, _CAMPAIGNS_SQL, {"clock": clock})
+    )
 
 
 def campaign_json(ctx: Ctx, row: dict[str, Any]) -> dict[str, Any]:
