@@ -45,6 +45,7 @@ def _erase(args: argparse.Namespace) -> int:
         destinations=_destinations(args.destinations),
         pipelines_dir=root / "dlt",
         analysts_copy=root / "analysts.duckdb",
+        progress=print,
     )
     report = batch.requests[0]
     print(f"request {report.request_id}: {report.customers} customer(s), {report.identifiers} identifier(s) tombstoned")

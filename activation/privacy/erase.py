@@ -14,7 +14,8 @@ leftovers removed.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from activation.privacy.rows import delete_rows
 from ingestion.common.erasure import identifier_hash
 
 REQUESTS_TABLE = "raw_privacy.erasure_requests"
+PROGRESS_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -112,18 +114,34 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
 
 
 def _erase_in_warehouse(
-    con: duckdb.DuckDBPyConnection, requests: Sequence[ErasureRequest], destinations: Sequence[Destination]
+    con: duckdb.DuckDBPyConnection,
+    requests: Sequence[ErasureRequest],
+    destinations: Sequence[Destination],
+    progress: Callable[[str], None],
 ) -> tuple[list[Person], list[ErasureReport]]:
     """Resolve every request, delete their rows in one pass per table, ask every destination to
     delete them, tombstone them and log each request."""
+    started = time.monotonic()
     people = resolve_all(
         con,
         [([r.email] if r.email else [], [parse_identifier(i) for i in r.identifiers]) for r in requests],
     )
     deleted = delete_rows(con, people)
+    tables = {table for rows in deleted for table in rows}
+    progress(
+        f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
+        f"{sum(sum(rows.values()) for rows in deleted):,} rows deleted from {len(tables)} table(s) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     reports = []
-    for request, person, rows in zip(requests, people, deleted, strict=True):
+    told = time.monotonic()
+    for done, (request, person, rows) in enumerate(zip(requests, people, deleted, strict=True), start=1):
         outcomes = _erase_at_destinations(destinations, sorted(person.emails))
+        # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
+        # backlog takes minutes here: say how far it got.
+        if destinations and (time.monotonic() - told >= PROGRESS_SECONDS or done == len(requests)):
+            progress(f"email platforms: {done}/{len(requests)} request(s) sent")
+            told = time.monotonic()
         email_hash = identifier_hash(request.email) if request.email else None
         tombstone.record(con, request.request_id, email_hash, request.requested_at, person, rows, outcomes)
         counts = (len(person.customer_ids), len(person.identifiers))
@@ -146,8 +164,10 @@ def erase_requests(
     destinations: Sequence[Destination] = (),
     pipelines_dir: Path | None = None,
     analysts_copy: Path | None = None,
+    progress: Callable[[str], None] = lambda message: None,
 ) -> BatchReport:
-    """Process `requests` everywhere; see the module's docstring for the order of things."""
+    """Process `requests` everywhere; see the module's docstring for the order of things.
+    `progress` is told what was done, step by step."""
     batch = BatchReport()
     if not requests:
         return batch
@@ -158,14 +178,19 @@ def erase_requests(
         # idempotent). Committed piecemeal, a half-deleted person would resolve to less.
         con.execute("BEGIN TRANSACTION")
         try:
-            people, batch.requests = _erase_in_warehouse(con, requests, destinations)
+            people, batch.requests = _erase_in_warehouse(con, requests, destinations, progress)
         except BaseException:
             con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
         con.execute("CHECKPOINT")
     # Deleted rows stay readable in the file's free blocks until reused: rewrite it.
-    files.compact_warehouse(Path(warehouse))
+    started = time.monotonic()
+    freed = files.compact_warehouse(Path(warehouse))
+    progress(
+        f"warehouse file rewritten without the deleted rows ({freed / 2**20:,.0f} MiB smaller) "
+        f"in {time.monotonic() - started:.1f} s"
+    )
     if pipelines_dir is not None and Path(pipelines_dir).exists():
         batch.packages_deleted = files.delete_completed_packages(Path(pipelines_dir))
         batch.pending_records_scrubbed = files.scrub_pending_packages(Path(pipelines_dir), Person.union(people))

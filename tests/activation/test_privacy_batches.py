@@ -121,7 +121,8 @@ class _Recording:
 def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     warehouse = _warehouse(tmp_path / "warehouse.duckdb")
     destination = _Recording()
-    batch = erase_requests(warehouse, _requests(warehouse), destinations=[destination])
+    told: list[str] = []
+    batch = erase_requests(warehouse, _requests(warehouse), destinations=[destination], progress=told.append)
 
     ana, ben = batch.requests
     assert ana.rows_deleted == {
@@ -148,6 +149,9 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
         logged = dict(_rows(con, "SELECT request_id, rows_deleted FROM privacy.erasure_log"))
     assert {k: json.loads(v) for k, v in logged.items()} == {"r_ana": ana.rows_deleted, "r_ben": ben.rows_deleted}
     assert pending_requests(warehouse) == []
+    assert told[0].startswith("2 request(s): 0 customer(s), 14 rows deleted from 6 table(s) in ")
+    assert told[1:2] == ["email platforms: 2/2 request(s) sent"]
+    assert told[2].startswith("warehouse file rewritten without the deleted rows")
 
 
 class _Crash(BaseException):

@@ -47,6 +47,7 @@ def erased_identifiers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         destinations=destinations,
         pipelines_dir=warehouse.pipelines_dir,
         analysts_copy=warehouse.root / COPY_NAME,
+        progress=context.log.info,
     )
     context.log.info(f"processed {len(batch.requests)} erasure request(s)")
     return dg.MaterializeResult(
