@@ -48,6 +48,16 @@ def test_every_suite_passes_on_a_sound_night(night):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
+def test_suites_write_no_progress_bars_into_the_runs_log(night, capfd):
+    warehouse, now = night[0].warehouse, night[1]
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        run_suite(con, SUITES[0], now, previous_row_count=None)
+    out, err = capfd.readouterr()
+    assert "Calculating Metrics" not in out + err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_a_table_that_shrank_sharply_since_the_last_passing_run_fails(night):
     warehouse, now = night[0].warehouse, night[1]
     with duckdb.connect(str(warehouse), read_only=True) as con:

@@ -233,7 +233,11 @@ def _validate_with_gx(suite: TableSuite, judged: list[tuple[Expectation, float]]
             for i, (e, _) in enumerate(judged)
         ],
     )
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
+    # A bar per suite of a one-row frame is noise: at a night's 25 suites it buried the run's log.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     batch = (
         context.data_sources.add_pandas("warehouse_metrics")
         .add_dataframe_asset(suite.name)
