@@ -19,6 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from activation.privacy.person import parse_identifier
 from orchestration.paths import data_dir
 
 
@@ -103,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.email and not args.identifier:
         parser.error("give --email or at least one --identifier")
+    for identifier in args.identifier:
+        try:
+            parse_identifier(identifier)
+        except ValueError as exc:
+            parser.error(str(exc))
     return _erase(args) if args.command == "erase" else _access(args)
 
 

@@ -13,6 +13,7 @@ leftovers removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -61,16 +62,27 @@ class ErasureReport:
 @dataclass
 class BatchReport:
     requests: list[ErasureReport] = field(default_factory=list)
+    # Requests that cannot be processed as given, left pending: request id -> why.
+    rejected: dict[str, str] = field(default_factory=dict)
+    rows_deleted: dict[str, int] = field(default_factory=dict)  # by `schema.table`, each row once
     packages_deleted: int = 0
     pending_records_scrubbed: int = 0
     analysts_copy_republished: bool = False
 
     def rows_by_schema(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for report in self.requests:
-            for schema, count in report.rows_by_schema().items():
-                out[schema] = out.get(schema, 0) + count
+        for table, count in self.rows_deleted.items():
+            schema = table.split(".")[0]
+            out[schema] = out.get(schema, 0) + count
         return out
+
+
+def _parsed(request: ErasureRequest) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """The request's emails and identifiers; ValueError when there is nothing usable to erase by."""
+    identifiers = [parse_identifier(i) for i in request.identifiers]
+    if not (request.email or "").strip() and not identifiers:
+        raise ValueError("the request names neither an email nor an identifier")
+    return [request.email] if request.email else [], identifiers
 
 
 def pending_requests(warehouse: Path) -> list[ErasureRequest]:
@@ -118,24 +130,20 @@ def _erase_in_warehouse(
     requests: Sequence[ErasureRequest],
     destinations: Sequence[Destination],
     progress: Callable[[str], None],
-) -> tuple[list[Person], list[ErasureReport]]:
+) -> tuple[list[Person], list[ErasureReport], dict[str, int]]:
     """Resolve every request, delete their rows in one pass per table, ask every destination to
     delete them, tombstone them and log each request."""
     started = time.monotonic()
-    people = resolve_all(
-        con,
-        [([r.email] if r.email else [], [parse_identifier(i) for i in r.identifiers]) for r in requests],
-    )
+    people = resolve_all(con, [_parsed(r) for r in requests])
     deleted = delete_rows(con, people)
-    tables = {table for rows in deleted for table in rows}
     progress(
         f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
-        f"{sum(sum(rows.values()) for rows in deleted):,} rows deleted from {len(tables)} table(s) "
+        f"{sum(deleted.per_table.values()):,} rows deleted from {len(deleted.per_table)} table(s) "
         f"in {time.monotonic() - started:.1f} s"
     )
     reports = []
     told = time.monotonic()
-    for done, (request, person, rows) in enumerate(zip(requests, people, deleted, strict=True), start=1):
+    for done, (request, person, rows) in enumerate(zip(requests, people, deleted.per_person, strict=True), start=1):
         outcomes = _erase_at_destinations(destinations, sorted(person.emails))
         # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
         # backlog takes minutes here: say how far it got.
@@ -146,7 +154,7 @@ def _erase_in_warehouse(
         tombstone.record(con, request.request_id, email_hash, request.requested_at, person, rows, outcomes)
         counts = (len(person.customer_ids), len(person.identifiers))
         reports.append(ErasureReport(request.request_id, *counts, rows, outcomes))
-    return people, reports
+    return people, reports, deleted.per_table
 
 
 def _republish(warehouse: Path, copy: Path) -> None:
@@ -169,7 +177,16 @@ def erase_requests(
     """Process `requests` everywhere; see the module's docstring for the order of things.
     `progress` is told what was done, step by step."""
     batch = BatchReport()
-    if not requests:
+    # A request that cannot be read waits for a fixed copy; it must not hold up the others.
+    usable = []
+    for request in requests:
+        try:
+            _parsed(request)
+        except ValueError as exc:
+            batch.rejected[request.request_id] = str(exc)
+        else:
+            usable.append(request)
+    if not usable:
         return batch
     with duckdb.connect(str(warehouse)) as con:
         tombstone.ensure(con)
@@ -178,9 +195,10 @@ def erase_requests(
         # idempotent). Committed piecemeal, a half-deleted person would resolve to less.
         con.execute("BEGIN TRANSACTION")
         try:
-            people, batch.requests = _erase_in_warehouse(con, requests, destinations, progress)
+            people, batch.requests, batch.rows_deleted = _erase_in_warehouse(con, usable, destinations, progress)
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a dead connection must not hide why
+                con.execute("ROLLBACK")
             raise
         con.execute("COMMIT")
         con.execute("CHECKPOINT")

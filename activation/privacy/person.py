@@ -182,7 +182,9 @@ def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
 
     A device's signals are the distinct users logged in and checkouts made on it. It is the
     k-th person's when every one of its signals is theirs: one signal of anyone else (another
-    login, a checkout not theirs) makes it shared, and it stays.
+    login, a checkout not theirs) makes it shared, and it stays. A device shared only by people
+    erased together (a couple's laptop) is each of theirs: nobody else is left on it, as when
+    the requests were handled one after another.
     """
     if not _has_table(con, "raw_mixpanel", "events"):
         return
@@ -196,10 +198,12 @@ def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
         "  WHERE device_id IS NOT NULL AND checkout_id IS NOT NULL), "
         "theirs AS (SELECT k, 'user' AS kind, v FROM _people_values "
         "  UNION SELECT k, 'checkout', v FROM _people_checkouts), "
-        "owned AS (SELECT t.k, s.device_id, count(*) AS n FROM signals s JOIN theirs t USING (kind, v) GROUP BY ALL), "
+        "owned AS (SELECT t.k, s.device_id, s.kind, s.v FROM signals s JOIN theirs t USING (kind, v)), "
+        "covered AS (SELECT device_id, count(DISTINCT (kind, v)) AS n FROM owned GROUP BY ALL), "
         "total AS (SELECT device_id, count(*) AS n FROM signals "
-        "  WHERE device_id IN (SELECT device_id FROM owned) GROUP BY ALL) "
-        "SELECT owned.k, owned.device_id FROM owned JOIN total USING (device_id) WHERE owned.n = total.n"
+        "  WHERE device_id IN (SELECT device_id FROM covered) GROUP BY ALL) "
+        "SELECT DISTINCT owned.k, owned.device_id FROM owned JOIN covered USING (device_id) "
+        "JOIN total USING (device_id) WHERE covered.n = total.n"
     ).fetchall()
     for k, device in rows:
         people[k].add("mixpanel", "device_id", device)

