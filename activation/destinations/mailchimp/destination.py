@@ -15,7 +15,11 @@ Calls, all documented in Mailchimp's Marketing API v3 reference:
 - the tag: a tag is a static segment, so members are added and removed in batches of 500
   (`POST /lists/{id}/segments/{segment_id}` with `members_to_add` / `members_to_remove`); the
   batch's per-record `errors` come back as `rejected` outcomes in Mailchimp's words;
-- suppress: `PATCH` status `unsubscribed`, only for members now `subscribed` or `pending`;
+- suppress: the batch subscribe or unsubscribe (`POST /lists/{id}`, 500 a call) with status
+  `unsubscribed` and `update_existing`, only for members just seen `subscribed` or `pending`.
+  Here the batch is worth its one risk: a first night carries tens of thousands of unsubscribes
+  (a PATCH each took half an hour at 1M), and an address that left the list in the seconds since
+  the lookup comes back as an unsubscribed contact, which can receive no marketing email;
 - erase: `POST /lists/{id}/members/{hash}/actions/delete-permanent`.
 A member already holding the tag and the values is left alone, so a repeated upsert sends no
 write at all. A write that still fails after the retries (429, 5xx, dropped connections) comes
