@@ -521,6 +521,25 @@ def test_writes_show_on_the_next_page_of_a_listing_already_read(private_sandbox)
     assert [m["id"] for m in walk_members(sandbox, 1000, status="archived")[0]] == [archived["id"]]
 
 
+def test_a_batch_shows_each_member_as_a_single_read_does(private_sandbox) -> None:
+    """A batch reads its members' store rows and campaign stats all at once."""
+    sandbox = private_sandbox
+    active, _ = walk_members(sandbox, 1000, status="subscribed")
+    active = [m for m in active if m["stats"]["avg_open_rate"] > 0][:5]
+    assert len(active) == 5
+    batch = {
+        "members": [{"email_address": m["email_address"].upper(), "status": "unsubscribed"} for m in active],
+        "update_existing": True,
+    }
+    result = call(sandbox, "POST", f"/lists/{list_id(sandbox)}", json=batch).json()
+    assert result["total_updated"] == 5 and result["error_count"] == 0
+    fields = ("status", "stats", "merge_fields", "timestamp_signup", "member_rating")
+    for updated in result["updated_members"]:
+        single = call(sandbox, "GET", f"{members_path(sandbox)}/{updated['id']}").json()
+        assert single["status"] == "unsubscribed"
+        assert {k: updated[k] for k in fields} == {k: single[k] for k in fields}
+
+
 def test_consent_rules_and_per_record_errors(private_sandbox) -> None:
     sandbox = private_sandbox
     now = clock(sandbox)

@@ -18,7 +18,7 @@ import hashlib
 import json
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -195,6 +195,26 @@ class Audience:
                 self._load_stats(hash_).get(hash_, _NO_STATS),
             )
         return self._members_read[hash_]
+
+    def read_members(self, addresses: Iterable[Any]) -> None:
+        """Read many members' store rows and stats at once, ahead of a batch write: two queries
+        for the batch instead of two a member, each over the whole activity table (at 1M, a
+        500-member batch took about a minute)."""
+        wanted = sorted({a.strip().lower() for a in addresses if isinstance(a, str) and a.strip()})
+        wanted = [a for a in wanted if subscriber_hash(a) not in self._members_read]
+        if not wanted:
+            return
+        params = {"list": self.list_id, "clock": self.clock, "emails": wanted}
+        rows = {
+            subscriber_hash(r["email_address"]): r for r in query(self.state, _MEMBER_SQL.format(one=_SOME), params)
+        }
+        stats = {
+            r["hash"]: (int(r["sent"]), int(r["opened"]), int(r["clicked"]))
+            for r in query(self.state, _STATS_SQL.format(one=_SOME), params)
+        }
+        for address in wanted:
+            hash_ = subscriber_hash(address)
+            self._members_read[hash_] = (rows.get(hash_), stats.get(hash_, _NO_STATS))
 
     def _build(self, hash_: str, overlay: Overlay) -> Member | None:
         """One member, reading only that member from the store (single-member endpoints and
