@@ -18,11 +18,12 @@ import hashlib
 import json
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sandbox.server.cache import cache
 from sandbox.server.state import SandboxState, format_ts, parse_ts
 from sandbox.server.vendors.mailchimp.common import (
     NOT_VALID,
@@ -44,7 +45,7 @@ _MEMBER_SQL = """
 SELECT email_address, unique_email_id, web_id, first_name, last_name, phone, address, ip_signup,
        tags, subscribed_at, unsubscribed_at, cleaned_at, created_at
 FROM mailchimp_members
-WHERE list_id = $list AND created_at <= $clock {one}
+WHERE list_id = $list AND created_at <= $clock
 ORDER BY created_at, web_id
 """
 
@@ -54,20 +55,11 @@ SELECT md5(lower(email_address)) AS hash,
        count(DISTINCT campaign_id) FILTER (WHERE action = 'open') AS opened,
        count(DISTINCT campaign_id) FILTER (WHERE action = 'click') AS clicked
 FROM mailchimp_activity
-WHERE list_id = $list AND timestamp <= $clock AND campaign_id IS NOT NULL {one}
+WHERE list_id = $list AND timestamp <= $clock AND campaign_id IS NOT NULL
 GROUP BY 1
 """
-#: Restricts either query to one member (single-member endpoints), by address: hashing every
-#: row to find one subscriber hash cost a scan with an md5 per row, several times a request.
-_ONE = "AND lower(email_address) = $email"
-#: Restricts the member query to the members whose overlays changed, by address.
-_SOME = "AND lower(email_address) IN (SELECT unnest($emails))"
 #: The campaign stats (sent, opened, clicked) of a member without activity.
 _NO_STATS = (0, 0, 0)
-
-#: state -> list id -> {subscriber hash: address} over every member the store ever holds (the
-#: store is fixed while a world is served; the clock only gates what is visible).
-_ADDRESSES: weakref.WeakKeyDictionary[SandboxState, dict[str, dict[str, str]]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -148,73 +140,32 @@ class Audience:
             for o in self.state.destinations.list_objects(VENDOR, "member", key_prefix=prefix)
         }
 
-    def _address(self, hash_: str) -> str | None:
-        """The store's address behind a subscriber hash (None for a member only the API made)."""
-        lists = _ADDRESSES.setdefault(self.state, {})
-        if self.list_id not in lists:  # two threads may both build it; either result is the same
-            rows = query(
-                self.state,
-                "SELECT DISTINCT email_address FROM mailchimp_members WHERE list_id = $list",
-                {"list": self.list_id},
-            )
-            lists[self.list_id] = {subscriber_hash(r["email_address"]): r["email_address"].lower() for r in rows}
-        return lists[self.list_id].get(hash_)
+    def _load_store(self) -> dict[str, dict[str, Any]]:
+        rows = query(self.state, _MEMBER_SQL, {"list": self.list_id, "clock": self.clock})
+        return {subscriber_hash(row["email_address"]): row for row in rows}
 
-    def _rows(self, sql: str, hash_: str | None) -> list[dict[str, Any]]:
-        """`sql` over the whole list, or over the one member behind `hash_` (no rows when the
-        store has no such member)."""
-        params: dict[str, Any] = {"list": self.list_id, "clock": self.clock}
-        if hash_ is None:
-            return query(self.state, sql.format(one=""), params)
-        address = self._address(hash_)
-        if address is None:
-            return []
-        return query(self.state, sql.format(one=_ONE), {**params, "email": address})
-
-    def _load_store(self, hash_: str | None) -> dict[str, dict[str, Any]]:
-        return {subscriber_hash(row["email_address"]): row for row in self._rows(_MEMBER_SQL, hash_)}
-
-    def _load_store_of(self, addresses: list[str]) -> dict[str, dict[str, Any]]:
-        """The store rows of the members behind some (lower-cased) addresses."""
-        params = {"list": self.list_id, "clock": self.clock, "emails": addresses}
-        return {
-            subscriber_hash(row["email_address"]): row
-            for row in query(self.state, _MEMBER_SQL.format(one=_SOME), params)
-        }
-
-    def _load_stats(self, hash_: str | None) -> dict[str, tuple[int, int, int]]:
-        rows = self._rows(_STATS_SQL, hash_)
+    def _load_stats(self) -> dict[str, tuple[int, int, int]]:
+        rows = query(self.state, _STATS_SQL, {"list": self.list_id, "clock": self.clock})
         return {r["hash"]: (int(r["sent"]), int(r["opened"]), int(r["clicked"])) for r in rows}
+
+    def _store(self) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[int, int, int]]]:
+        """Every member's store row and campaign stats, by subscriber hash, as of the clock.
+        The store is fixed while a world is served, so they are read once per clock: read per
+        member, each single-member call or write scanned the whole activity table twice (at 1M
+        customers a push's PATCHes went at 2 a second, a 500-member batch took a minute)."""
+
+        def read() -> tuple[dict[str, dict[str, Any]], dict[str, tuple[int, int, int]]]:
+            return self._load_store(), self._load_stats()
+
+        return cache(self.state).get(("mailchimp_store", self.list_id), (self.clock,), read)
 
     def _one_member(self, hash_: str) -> tuple[dict[str, Any] | None, tuple[int, int, int]]:
         """One member's store row and stats, read once a request (a write reads the member
         before and after it changes; writes never change the store)."""
         if hash_ not in self._members_read:
-            self._members_read[hash_] = (
-                self._load_store(hash_).get(hash_),
-                self._load_stats(hash_).get(hash_, _NO_STATS),
-            )
-        return self._members_read[hash_]
-
-    def read_members(self, addresses: Iterable[Any]) -> None:
-        """Read many members' store rows and stats at once, ahead of a batch write: two queries
-        for the batch instead of two a member, each over the whole activity table (at 1M, a
-        500-member batch took about a minute)."""
-        wanted = sorted({a.strip().lower() for a in addresses if isinstance(a, str) and a.strip()})
-        wanted = [a for a in wanted if subscriber_hash(a) not in self._members_read]
-        if not wanted:
-            return
-        params = {"list": self.list_id, "clock": self.clock, "emails": wanted}
-        rows = {
-            subscriber_hash(r["email_address"]): r for r in query(self.state, _MEMBER_SQL.format(one=_SOME), params)
-        }
-        stats = {
-            r["hash"]: (int(r["sent"]), int(r["opened"]), int(r["clicked"]))
-            for r in query(self.state, _STATS_SQL.format(one=_SOME), params)
-        }
-        for address in wanted:
-            hash_ = subscriber_hash(address)
+            rows, stats = self._store()
             self._members_read[hash_] = (rows.get(hash_), stats.get(hash_, _NO_STATS))
+        return self._members_read[hash_]
 
     def _build(self, hash_: str, overlay: Overlay) -> Member | None:
         """One member, reading only that member from the store (single-member endpoints and
@@ -287,12 +238,9 @@ class Audience:
             return lists[self.list_id]
 
     def _build_snapshot(self) -> _Snapshot:
-        # The two whole-list queries and one build per member: what every page cost before.
-        stats = self._load_stats(None)
-        built = [
-            (self._from_store(row, Overlay(), stats.get(hash_, _NO_STATS)), hash_)
-            for hash_, row in self._load_store(None).items()
-        ]
+        # The whole list's rows and one build per member: what every page cost before.
+        rows, stats = self._store()
+        built = [(self._from_store(row, Overlay(), stats.get(hash_, _NO_STATS)), hash_) for hash_, row in rows.items()]
         built.sort(key=lambda pair: _creation_order(pair[0]))
         positions = {hash_: i for i, (_, hash_) in enumerate(built)}
         others = {hash_: s for hash_, s in stats.items() if hash_ not in positions}
@@ -310,15 +258,10 @@ class Audience:
     def _rebuild(
         self, snap: _Snapshot, payloads: dict[str, dict[str, Any]]
     ) -> dict[str, tuple[dict[str, Any], Member | None]]:
-        """Members built with the overlays that changed since the last read, the store rows
-        they need read in one query (a push may have changed thousands of members)."""
+        """Members built with the overlays that changed since the last read (a push may have
+        changed thousands of members)."""
         overlays = {hash_: Overlay.load(payload) for hash_, payload in payloads.items()}
-        addresses = [
-            snap.members[snap.positions[hash_]].email_address.lower()
-            for hash_, overlay in overlays.items()
-            if hash_ in snap.positions and not overlay.deleted_at
-        ]
-        rows = self._load_store_of(addresses) if addresses else {}
+        rows, _ = self._store()
         return {
             hash_: (payloads[hash_], self._overlay_member(snap, hash_, overlay, rows.get(hash_)))
             for hash_, overlay in overlays.items()

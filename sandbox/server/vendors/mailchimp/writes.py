@@ -165,7 +165,6 @@ def list_batch(ctx: Ctx, request: Request) -> Response:
             errors=[{"field": "members", "message": f"Provide an array of at most {BATCH_MAX} members."}],
         )
     update_existing = bool(body.get("update_existing", False))
-    aud.read_members(entry.get("email_address") for entry in entries if isinstance(entry, dict))
     new: list[Member] = []
     updated: list[Member] = []
     errors: list[dict[str, str]] = []
