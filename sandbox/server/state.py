@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
@@ -196,6 +197,9 @@ class Counters:
 # Destinations
 # --------------------------------------------------------------------------------------------
 
+#: Generations of destination objects (`DestinationStore.generation`), unique across stores.
+_GENERATION = itertools.count(1)
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -254,8 +258,22 @@ class DestinationStore:
         self._unwritten: Counter[tuple[str, str]] = Counter()  # (vendor, kind) -> writes not yet in the file
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
+        self._generations: dict[tuple[str, str], int] = {}
+        self._generations_lock = threading.Lock()
         with self._write_lock:
             self._conn().executescript(_DDL)
+
+    def generation(self, vendor: str, kind: str) -> int:
+        """A number that changes each time objects of this kind are written or deleted, so a
+        value read from them can be kept until it does (unique across stores)."""
+        with self._generations_lock:
+            return self._generations.get((vendor, kind), 0)
+
+    def _changed(self, vendor: str, kind: str) -> None:
+        # Called once the write is visible to readers (committed, or queued ahead of any read
+        # that settles): a reader that saw the old number re-reads, one that saw the new sees it.
+        with self._generations_lock:
+            self._generations[(vendor, kind)] = next(_GENERATION)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -352,6 +370,7 @@ class DestinationStore:
                 raise
 
         self._enqueue((vendor, kind), write)
+        self._changed(vendor, kind)
 
     def record(self, vendor: str, kind: str, key: str | None, payload: dict[str, Any] | bytes) -> None:
         """Append one received write to the log and count it in `counters.writes[vendor][kind]`.
@@ -404,6 +423,7 @@ class DestinationStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self._changed(vendor, kind)
         return StoredObject(vendor, kind, key, body, created_at, now), created
 
     def upsert_many(
@@ -454,6 +474,7 @@ class DestinationStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        self._changed(vendor, kind)
         return out
 
     def get(self, vendor: str, kind: str, key: str) -> StoredObject | None:
@@ -505,7 +526,8 @@ class DestinationStore:
         self.settle(vendor, kind)
         with self._write_lock:
             cur = self._conn().execute("DELETE FROM objects WHERE vendor=? AND kind=? AND key=?", (vendor, kind, key))
-            return cur.rowcount > 0
+        self._changed(vendor, kind)
+        return cur.rowcount > 0
 
     def received(
         self, vendor: str | None = None, kind: str | None = None, *, limit: int | None = None

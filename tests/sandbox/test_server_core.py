@@ -444,6 +444,29 @@ def test_deferred_writes_leave_no_thread_or_connection_behind(world: Path, monke
     assert len(dest._all) <= 1  # at most this thread's own connection
 
 
+def test_every_kind_of_write_moves_that_kinds_generation_and_reads_do_not(world: Path) -> None:
+    dest = SandboxState(world).destinations
+    seen = [dest.generation("mailchimp", "member")]
+
+    def moved() -> bool:
+        seen.append(dest.generation("mailchimp", "member"))
+        return seen[-1] != seen[-2]
+
+    dest.upsert("mailchimp", "member", "L:a", {"status": "subscribed"})
+    assert moved()
+    dest.upsert_many("mailchimp", "member", [("L:b", {}), ("L:c", {})])
+    assert moved()
+    dest.write_behind("mailchimp", "member", [("L:d", "{}", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")])
+    assert moved()
+    assert [o.key for o in dest.list_objects("mailchimp", "member")] == ["L:a", "L:b", "L:c", "L:d"]
+    dest.get("mailchimp", "member", "L:a")
+    assert not moved()
+    dest.upsert("klaviyo", "profile", "p1", {})
+    assert not moved()
+    dest.delete("mailchimp", "member", "L:a")
+    assert moved()
+
+
 def test_destinations_store_persists(world: Path) -> None:
     state = SandboxState(world)
     dest = state.destinations

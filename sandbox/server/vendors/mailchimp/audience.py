@@ -135,10 +135,15 @@ class Audience:
         """Hash -> what the API changed on that member, in the order the members were first
         written."""
         prefix = f"{self.list_id}:"
-        return {
-            o.key[len(prefix) :]: o.payload
-            for o in self.state.destinations.list_objects(VENDOR, "member", key_prefix=prefix)
-        }
+        store = self.state.destinations
+
+        def read() -> dict[str, dict[str, Any]]:
+            return {o.key[len(prefix) :]: o.payload for o in store.list_objects(VENDOR, "member", key_prefix=prefix)}
+
+        # Kept until a member is written: read on every page, tens of thousands of overlays
+        # (after a first push at 1M) cost half a second a page.
+        version = (store.generation(VENDOR, "member"),)
+        return cache(self.state).get(("mailchimp_overlays", self.list_id), version, read)
 
     def _load_store(self) -> dict[str, dict[str, Any]]:
         rows = query(self.state, _MEMBER_SQL, {"list": self.list_id, "clock": self.clock})
