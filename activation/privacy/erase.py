@@ -51,13 +51,6 @@ class ErasureReport:
     rows_deleted: dict[str, int]
     destinations: dict[str, dict[str, int]]
 
-    def rows_by_schema(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for table, count in self.rows_deleted.items():
-            schema = table.split(".")[0]
-            out[schema] = out.get(schema, 0) + count
-        return out
-
 
 @dataclass
 class BatchReport:
@@ -77,7 +70,10 @@ class BatchReport:
         return out
 
 
-def _parsed(request: ErasureRequest) -> tuple[list[str], list[tuple[str, str, str]]]:
+Parsed = tuple[list[str], list[tuple[str, str, str]]]  # a request's emails and identifiers
+
+
+def _parsed(request: ErasureRequest) -> Parsed:
     """The request's emails and identifiers; ValueError when there is nothing usable to erase by."""
     identifiers = [parse_identifier(i) for i in request.identifiers]
     if not (request.email or "").strip() and not identifiers:
@@ -127,14 +123,14 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
 
 def _erase_in_warehouse(
     con: duckdb.DuckDBPyConnection,
-    requests: Sequence[ErasureRequest],
+    requests: Sequence[tuple[ErasureRequest, Parsed]],
     destinations: Sequence[Destination],
     progress: Callable[[str], None],
 ) -> tuple[list[Person], list[ErasureReport], dict[str, int]]:
     """Resolve every request, delete their rows in one pass per table, ask every destination to
     delete them, tombstone them and log each request."""
     started = time.monotonic()
-    people = resolve_all(con, [_parsed(r) for r in requests])
+    people = resolve_all(con, [parsed for _, parsed in requests])
     deleted = delete_rows(con, people)
     progress(
         f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
@@ -143,7 +139,7 @@ def _erase_in_warehouse(
     )
     reports = []
     told = time.monotonic()
-    for done, (request, person, rows) in enumerate(zip(requests, people, deleted.per_person, strict=True), start=1):
+    for done, ((request, _), person, rows) in enumerate(zip(requests, people, deleted.per_person, strict=True), 1):
         outcomes = _erase_at_destinations(destinations, sorted(person.emails))
         # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
         # backlog takes minutes here: say how far it got.
@@ -181,11 +177,9 @@ def erase_requests(
     usable = []
     for request in requests:
         try:
-            _parsed(request)
+            usable.append((request, _parsed(request)))
         except ValueError as exc:
             batch.rejected[request.request_id] = str(exc)
-        else:
-            usable.append(request)
     if not usable:
         return batch
     with duckdb.connect(str(warehouse)) as con:
