@@ -30,7 +30,7 @@ field or tag, and a rejected key (`CredentialRejected`) raise.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
@@ -48,8 +48,9 @@ from ingestion.common.errors import RequestFailed
 from ingestion.common.http import RetryPolicy
 from ingestion.common.pacing import Sleep
 
-#: Documented maximum of `members_to_add` / `members_to_remove` per segment batch.
-SEGMENT_BATCH = 500
+#: Documented maximum of addresses per batch call: a segment batch's `members_to_add` /
+#: `members_to_remove`, and the batch subscribe or unsubscribe's `members`.
+BATCH_MAX = 500
 _PAGE = 1000
 
 NOT_A_MEMBER = "not a member of the Mailchimp audience (Tessera never adds contacts)"
@@ -194,29 +195,15 @@ class MailchimpDestination:
         a first night can carry tens of thousands of unsubscribes from Klaviyo, which one PATCH
         each took half an hour to send. Each address was just seen subscribed or pending, and
         `update_existing` with status `unsubscribed` only ever moves them away from subscribed."""
-        chunks = [keys[i : i + SEGMENT_BATCH] for i in range(0, len(keys), SEGMENT_BATCH)]
-        path = f"/lists/{self.list_id}"
-
-        def send(chunk: Sequence[str]) -> dict[str, Outcome]:
-            body = {"members": [{"email_address": k, "status": "unsubscribed"} for k in chunk], "update_existing": True}
-            try:
-                response = self._api.call("POST", path, json=body)
-            except RequestFailed as exc:
-                return {k: Outcome(k, "rejected", str(exc)) for k in chunk}
-            if response.status_code >= 400:
-                why = problem_text(response)
-                return {k: Outcome(k, "rejected", why) for k in chunk}
-            results = {k: Outcome(k, "ok") for k in chunk}
-            for error in response.json().get("errors") or []:
-                email = error.get("email_address") or ""
-                if _email_key(email) in results:
-                    results[_email_key(email)] = Outcome(email, "rejected", error.get("error") or "rejected")
-            return results
-
-        merged: dict[str, Outcome] = {}
-        for part in self._api.parallel(send, chunks):
-            merged.update(part)
-        return merged
+        return self._in_batches(
+            f"/lists/{self.list_id}",
+            keys,
+            lambda chunk: {
+                "members": [{"email_address": k, "status": "unsubscribed"} for k in chunk],
+                "update_existing": True,
+            },
+            lambda error: [error.get("email_address") or ""],
+        )
 
     def _delete_permanently(self, email: str) -> Outcome:
         try:
@@ -231,20 +218,36 @@ class MailchimpDestination:
         segment_id = self._segment_id(tag, create=action == "members_to_add")
         if segment_id is None:  # no such tag on the audience: nobody holds it
             return {_email_key(m.email): Outcome(m.email, "ok") for m in members}
-        chunks = [members[i : i + SEGMENT_BATCH] for i in range(0, len(members), SEGMENT_BATCH)]
-        path = f"/lists/{self.list_id}/segments/{segment_id}"
+        return self._in_batches(
+            f"/lists/{self.list_id}/segments/{segment_id}",
+            [m.email for m in members],
+            lambda chunk: {action: [e.strip() for e in chunk]},
+            lambda error: error.get("email_addresses") or [],
+        )
 
-        def send(chunk: Sequence[Member]) -> dict[str, Outcome]:
+    def _in_batches(
+        self,
+        path: str,
+        emails: Sequence[str],
+        body: Callable[[Sequence[str]], dict[str, Any]],
+        refused: Callable[[dict[str, Any]], Sequence[str]],
+    ) -> dict[str, Outcome]:
+        """POST `body(chunk)` to `path` for each `BATCH_MAX` addresses, the calls in
+        parallel; by address key, `rejected` for the addresses `refused` finds in an entry of
+        the answer's `errors` (or all of a failed call's), `ok` for the rest."""
+        chunks = [emails[i : i + BATCH_MAX] for i in range(0, len(emails), BATCH_MAX)]
+
+        def send(chunk: Sequence[str]) -> dict[str, Outcome]:
             try:
-                response = self._api.call("POST", path, json={action: [m.email.strip() for m in chunk]})
+                response = self._api.call("POST", path, json=body(chunk))
             except RequestFailed as exc:
-                return {_email_key(m.email): Outcome(m.email, "rejected", str(exc)) for m in chunk}
+                return {_email_key(e): Outcome(e, "rejected", str(exc)) for e in chunk}
             if response.status_code >= 400:
                 why = problem_text(response)
-                return {_email_key(m.email): Outcome(m.email, "rejected", why) for m in chunk}
-            results = {_email_key(m.email): Outcome(m.email, "ok") for m in chunk}
+                return {_email_key(e): Outcome(e, "rejected", why) for e in chunk}
+            results = {_email_key(e): Outcome(e, "ok") for e in chunk}
             for error in response.json().get("errors") or []:
-                for email in error.get("email_addresses") or []:
+                for email in refused(error):
                     results[_email_key(email)] = Outcome(email, "rejected", error.get("error") or "rejected")
             return results
 
