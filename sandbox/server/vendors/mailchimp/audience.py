@@ -17,7 +17,6 @@ import bisect
 import hashlib
 import json
 import threading
-import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,7 +78,6 @@ class _Snapshot:
     member took seconds, on every page. The store is fixed while a world is served and writes
     only change overlays, so only a clock move makes a snapshot stale."""
 
-    clock: datetime
     #: The store's members visible at the clock, built without overlays, in creation order.
     members: list[Member]
     #: Subscriber hash -> index in `members`.
@@ -94,11 +92,6 @@ class _Snapshot:
     composed: _Composed | None = None
 
 
-#: state -> list id -> the list's snapshot at the clock it was last read at.
-_SNAPSHOTS: weakref.WeakKeyDictionary[SandboxState, dict[str, _Snapshot]] = weakref.WeakKeyDictionary()
-#: One build at a time: concurrent first reads wait for one snapshot instead of each building
-#: their own (seconds and hundreds of MB at a million customers).
-_SNAPSHOT_LOCK = threading.Lock()
 #: Listings kept per composition: a client pages through one query at a time, and each listing
 #: holds a reference per member (a few MB at a million customers).
 _LISTINGS_KEPT = 8
@@ -233,14 +226,10 @@ class Audience:
 
     def _snapshot(self) -> _Snapshot:
         """The list's snapshot at this request's clock, built by the first read after the
-        server starts or the clock moves."""
-        with _SNAPSHOT_LOCK:
-            lists = _SNAPSHOTS.setdefault(self.state, {})
-            if self.list_id in lists and lists[self.list_id].clock != self.clock:
-                del lists[self.list_id]  # before the next is built: two at once would double the peak
-            if self.list_id not in lists:
-                lists[self.list_id] = self._build_snapshot()
-            return lists[self.list_id]
+        server starts or the clock moves. The shared cache builds one at a time (concurrent
+        first reads wait for it: seconds and hundreds of MB at a million customers) and lets
+        the stale one go first (two at once would double the peak)."""
+        return cache(self.state).get(("mailchimp_snapshot", self.list_id), (self.clock,), self._build_snapshot)
 
     def _build_snapshot(self) -> _Snapshot:
         # The whole list's rows and one build per member: what every page cost before.
@@ -249,7 +238,7 @@ class Audience:
         built.sort(key=lambda pair: _creation_order(pair[0]))
         positions = {hash_: i for i, (_, hash_) in enumerate(built)}
         others = {hash_: s for hash_, s in stats.items() if hash_ not in positions}
-        return _Snapshot(self.clock, [m for m, _ in built], positions, others)
+        return _Snapshot([m for m, _ in built], positions, others)
 
     def _overlaid(self, snap: _Snapshot, payloads: dict[str, dict[str, Any]]) -> dict[str, Member | None]:
         """The member behind every overlay, by hash in the order written; None for one the
