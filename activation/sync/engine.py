@@ -22,9 +22,11 @@ from activation.sync.ledger import (
     SCHEMA,
     SUPPRESSION_COLUMNS,
     ensure_ledger,
+    has_finished_sync,
     insert_rows,
     ledger_rows,
     record_assignments,
+    record_finished_sync,
     record_outcomes,
 )
 from activation.sync.plan import Plan, desired_members, diff
@@ -77,16 +79,19 @@ class SyncReport:
         return asdict(self)
 
 
-def guard_limit(config: AudienceConfig, previous_members: int) -> int | None:
+def guard_limit(config: AudienceConfig, previous_members: int, delivered_before: bool = True) -> int | None:
     """The most changes a sync may make unconfirmed: the larger of `guard_min_changes` and
     `guard_max_change_share` of the members delivered before. None for a first delivery,
-    which is all adds by nature."""
-    if previous_members == 0:
+    which is all adds by nature, including one cut off partway (`delivered_before` false: no
+    sync of the audience has gone to its end), whose remainder would otherwise look like an
+    implausible change against the part that got through."""
+    if previous_members == 0 or not delivered_before:
         return None
     return max(config.guard_min_changes, int(config.guard_max_change_share * previous_members))
 
 
-def _chunks(members: Sequence[Member], size: int = CHUNK):
+def _chunks(members: Sequence[Member]):
+    size = CHUNK
     for start in range(0, len(members), size):
         yield members[start : start + size]
 
@@ -132,7 +137,7 @@ def sync_audience(
         planned_removes=len(plan.removes),
         unchanged=plan.unchanged,
     )
-    limit = guard_limit(config, plan.previous_members)
+    limit = guard_limit(config, plan.previous_members, has_finished_sync(conn, destination.name, config.name))
     if dry_run:
         report.sample = {
             "add": [m.email for m in plan.adds[:10]],
@@ -170,6 +175,7 @@ def sync_audience(
                 mine = [by_email[m.email.lower()] for m in members if m.email.lower() in by_email]
                 record_outcomes(conn, action=action, members=members, outcomes=mine, **common)
                 _tally(report, action, mine)
+    record_finished_sync(conn, **common, counts=asdict(report))
     log.info(
         "%s/%s: %d added, %d updated, %d removed, %d rejected, %d skipped, %d suppressed, %d held out",
         destination.name,

@@ -1,6 +1,6 @@
 """The sync ledger: what each destination was sent, per audience and member, in the warehouse.
 
-Three tables in the warehouse's `activation` schema, created on first use:
+Tables in the warehouse's `activation` schema, created on first use:
 
 - `sync_ledger`: the current state, one row per (destination, audience, customer_id): the
   email and payload last delivered (or attempted), its hash, the event id delivered with it,
@@ -13,6 +13,9 @@ Three tables in the warehouse's `activation` schema, created on first use:
   group it was assigned: `treated` or `holdout`. The holdout mart reads it.
 - `suppressions`: addresses Tessera suppressed on one platform because the person
   unsubscribed on another.
+- `sync_runs`: each sync of an audience to a destination that went to its end, with its
+  counts. Members in the ledger with no finished sync behind them are a first delivery cut off
+  partway (a crash, a killed run), which the change guard treats as still the first.
 
 The diff is against the ledger, not against the vendor: the vendor is asked only for changes.
 """
@@ -85,6 +88,25 @@ create table if not exists {SCHEMA}.suppressions (
     run_id varchar,
     primary key (destination, email)
 );
+create table if not exists {SCHEMA}.sync_runs (
+    run_id varchar not null,
+    destination varchar not null,
+    audience varchar not null,
+    finished_at timestamptz not null,
+    added integer not null,
+    updated integer not null,
+    removed integer not null,
+    rejected integer not null,
+    skipped integer not null,
+    primary key (run_id, destination, audience)
+);
+"""
+# A ledger from before `sync_runs` existed: every audience it holds counts as delivered in full
+# (its syncs ran to their end as far as anyone can tell), so the guard keeps guarding them.
+BACKFILL_SYNC_RUNS = f"""
+insert into {SCHEMA}.sync_runs
+select 'before-sync-runs', destination, audience, max(updated_at), 0, 0, 0, 0, 0
+from {SCHEMA}.sync_ledger group by destination, audience
 """
 
 
@@ -149,7 +171,35 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, sql: str, columns: Sequence[str
 
 
 def ensure_ledger(conn: duckdb.DuckDBPyConnection) -> None:
+    had_runs = conn.execute(
+        "select count(*) from information_schema.tables where table_schema = ? and table_name = 'sync_runs'",
+        [SCHEMA],
+    ).fetchall()[0][0]
     conn.execute(DDL)
+    if not had_runs:
+        conn.execute(BACKFILL_SYNC_RUNS)
+
+
+def record_finished_sync(
+    conn: duckdb.DuckDBPyConnection, *, run_id: str, now: datetime, destination: str, audience: str, counts: dict
+) -> None:
+    """Mark this run's sync of `audience` to `destination` as gone to its end (a retry of the
+    same run overwrites its own row)."""
+    conn.execute(
+        f"""insert or replace into {SCHEMA}.sync_runs
+            values (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        [run_id, destination, audience, now]
+        + [counts[k] for k in ("added", "updated", "removed", "rejected", "skipped")],
+    )
+
+
+def has_finished_sync(conn: duckdb.DuckDBPyConnection, destination: str, audience: str) -> bool:
+    return bool(
+        conn.execute(
+            f"select count(*) from {SCHEMA}.sync_runs where destination = ? and audience = ?",
+            [destination, audience],
+        ).fetchall()[0][0]
+    )
 
 
 def payload_of(member: Member) -> dict[str, Any]:

@@ -185,6 +185,41 @@ def test_the_guard_stops_an_implausible_change_before_anything_is_sent():
     assert report.removed == 18 and len(dest.members) == 2
 
 
+class CutOffDestination(RecordingDestination):
+    """Takes the first call, then dies as a killed run would."""
+
+    def upsert(self, audience: Audience, members: list[Member]) -> list[Outcome]:
+        if self.calls:
+            raise KeyboardInterrupt("killed")
+        return super().upsert(audience, members)
+
+
+def test_a_first_delivery_cut_off_partway_finishes_unconfirmed_and_then_the_guard_guards(monkeypatch):
+    import activation.sync.engine as engine
+
+    monkeypatch.setattr(engine, "CHUNK", 4)
+    conn, dest = _warehouse(), CutOffDestination()
+    with pytest.raises(KeyboardInterrupt):
+        _sync(conn, dest)
+    assert len(dest.members) == 4
+    # 16 adds against 4 members delivered is past the guard's 5, but it is the same first delivery.
+    rest = _sync(conn, RecordingDestination(), run="r2")
+    assert (rest.added, rest.planned_changes) == (16, 16)
+    conn.execute("delete from marts.seg_test where customer_id not in ('c0', 'c1')")
+    with pytest.raises(GuardTripped, match="18 changes .* exceeds the guard's 10"):
+        _sync(conn, RecordingDestination(), run="r3")
+
+
+def test_a_ledger_from_before_finished_syncs_were_recorded_keeps_its_guard():
+    conn, dest = _warehouse(), RecordingDestination()
+    _sync(conn, dest)
+    conn.execute("drop table activation.sync_runs")
+    conn.execute("delete from marts.seg_test where customer_id not in ('c0', 'c1')")
+    with pytest.raises(GuardTripped, match="18 changes"):
+        _sync(conn, dest, run="r2")
+    assert conn.execute("select run_id from activation.sync_runs").fetchall() == [("before-sync-runs",)]
+
+
 def test_dry_run_reports_the_plan_and_sends_and_writes_nothing():
     conn, dest = _warehouse(), RecordingDestination()
     report = _sync(conn, dest, dry_run=True)
