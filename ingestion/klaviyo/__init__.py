@@ -15,10 +15,14 @@ Resources, each merged on its primary key into `raw_klaviyo`:
 - `lists`, pk `id`: read whole every run (a handful of rows).
 - `list_memberships`, one row per (`list_id`, `profile_id`), with `joined_group_at`: Klaviyo has no feed
   of membership changes and a removal leaves no trace, so every run reads each list's members
-  whole (`/api/lists/{id}/profiles`, only `joined_group_at` requested) and replaces that list's
-  rows (merge key `list_id`). The table is the current membership: a removed member's row is
-  gone after the next run; a list emptied or deleted in Klaviyo is cleared. A list whose read
-  quarantined a member keeps its previous rows until a clean read (at most `REPAIR_RUNS` runs).
+  whole, as ids (`/api/lists/{id}/relationships/profiles`, 1,000 a page), and replaces that
+  list's rows (merge key `list_id`). Join times come from the joins since the list's last read
+  (`/api/lists/{id}/profiles` with `filter=greater-or-equal(joined_group_at,...)`, only
+  `joined_group_at` requested) and, for earlier members, from the table as loaded; a list read
+  for the first time is read whole from `/api/lists/{id}/profiles`. The table is the current
+  membership: a removed member's row is gone after the next run; a list emptied or deleted in
+  Klaviyo is cleared. A list whose read quarantined a member keeps its previous rows until a
+  clean read (at most `REPAIR_RUNS` runs), which reads it whole.
 - `metrics`, pk `id`: read whole every run; `integration__*` as columns.
 - `campaigns` (email), pk `id`; cursor `updated_at`, filtered with
   `and(equals(messages.channel,'email'),greater-than(updated_at,...))` minus `LOOKBACK_SECONDS`.
@@ -46,6 +50,7 @@ from datetime import datetime
 from typing import Any
 
 import dlt
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
 
 from ingestion.common.http import RetryPolicy
@@ -69,6 +74,7 @@ from ingestion.klaviyo.settings import (
     EVENTS_PAGE_SIZE,
     LIST_COLUMNS,
     LIST_MEMBER_COLUMNS,
+    LIST_MEMBER_IDS_PAGE_SIZE,
     LIST_MEMBERS_PAGE_SIZE,
     LISTS,
     LOOKBACK_SECONDS,
@@ -82,6 +88,18 @@ from ingestion.klaviyo.settings import (
 )
 
 
+def loaded_members(list_id: str) -> dict[str, Any]:
+    """{profile_id: joined_group_at} of a list as the running pipeline last loaded it."""
+    pipeline = dlt.current.pipeline()
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name("list_memberships")
+            rows = client.execute_sql(f"SELECT profile_id, joined_group_at FROM {table} WHERE list_id = %s", list_id)
+    except DatabaseUndefinedRelation:
+        return {}
+    return dict(rows or [])
+
+
 @dlt.source(name="klaviyo", max_table_nesting=1)
 def klaviyo_source(
     base_url: str = dlt.config.value,
@@ -90,6 +108,7 @@ def klaviyo_source(
     profiles_page_size: int = PROFILES_PAGE_SIZE,
     events_page_size: int = EVENTS_PAGE_SIZE,
     list_members_page_size: int = LIST_MEMBERS_PAGE_SIZE,
+    list_member_ids_page_size: int = LIST_MEMBER_IDS_PAGE_SIZE,
     retry_policy: RetryPolicy | None = None,
 ) -> tuple[DltResource, ...]:
     """Klaviyo's API at `base_url` (https://a.klaviyo.com for the real service).
@@ -130,7 +149,7 @@ def klaviyo_source(
         parallelized=True,
     )
     def list_memberships() -> Iterator[Any]:
-        yield from list_membership_rows(api, list_members_page_size)
+        yield from list_membership_rows(api, list_members_page_size, list_member_ids_page_size, loaded_members)
 
     @dlt.resource(write_disposition="merge", primary_key="id", columns=METRIC_COLUMNS)
     def metrics() -> Iterator[Any]:

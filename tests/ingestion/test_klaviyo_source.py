@@ -19,6 +19,7 @@ from ingestion.klaviyo import klaviyo_source
 from ingestion.klaviyo.settings import (
     EVENTS_LOOKBACK_SECONDS,
     EVENTS_PAGE_SIZE,
+    LIST_MEMBER_IDS_PAGE_SIZE,
     LIST_MEMBERS_PAGE_SIZE,
     LOOKBACK_SECONDS,
     PROFILES_PAGE_SIZE,
@@ -94,6 +95,21 @@ def _visible(world: Path) -> dict[str, int]:
         "campaigns": _one(con, f"SELECT count(*) FROM campaigns WHERE send_time <= {clock}"),
         "events": _one(con, f"SELECT count(*) FROM events WHERE datetime <= {clock}"),
     }
+
+
+def _recent_joins(world: Path) -> int:
+    """Visible members who joined within the lookback of the newest join: what a run after the
+    first reads with join times (the others come from the table)."""
+    con = _store(world)
+    visible = (
+        "SELECT date_trunc('second', m.joined_at) AS joined"
+        " FROM list_members m JOIN visible_profiles p USING (profile_id) WHERE m.joined_at <= getvariable('clock')"
+    )
+    return _one(
+        con,
+        f"WITH v AS ({visible}) SELECT count(*) FROM v WHERE joined >= (SELECT max(joined) FROM v) - to_seconds(?)",
+        [LOOKBACK_SECONDS],
+    )
 
 
 def _since(cursor: datetime, lookback: int) -> datetime:
@@ -227,12 +243,14 @@ def test_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
         assert rows_read.get(name, 0) == expected, name
     visible = _visible(sandbox.world)
     assert window["profiles"] < visible["profiles"] and window["events"] < visible["events"]
-    # lists and metrics (a page each) and every list's members are read whole; the rest one window
+    # lists and metrics (a page each) and every list's members are read whole, as ids, with the
+    # join times of the lookback's joins; the rest one window
     expected_requests = (
         1  # lists
         + 1  # metrics
         + 1  # the lists again, for their members
-        + math.ceil(visible["list_memberships"] / LIST_MEMBERS_PAGE_SIZE)
+        + math.ceil(visible["list_memberships"] / LIST_MEMBER_IDS_PAGE_SIZE)
+        + max(1, math.ceil(_recent_joins(sandbox.world) / LIST_MEMBERS_PAGE_SIZE))
         + 1  # campaigns
         + max(1, math.ceil(window["profiles"] / PROFILES_PAGE_SIZE))
         + max(1, math.ceil(window["events"] / EVENTS_PAGE_SIZE))
@@ -324,12 +342,24 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
     pipeline = _pipeline(tmp_path)
     load(_source(sb), pipeline)
 
+    def joined(list_id: str) -> dict[str, datetime]:
+        sql = f"SELECT profile_id, joined_group_at FROM raw_klaviyo.list_memberships WHERE list_id = '{list_id}'"
+        return dict(warehouse_rows(tmp_path, sql))
+
     def members_of(list_id: str) -> set[str]:
-        sql = f"SELECT profile_id FROM raw_klaviyo.list_memberships WHERE list_id = '{list_id}'"
-        return {r[0] for r in warehouse_rows(tmp_path, sql)}
+        return set(joined(list_id))
+
+    def as_served(list_id: str) -> dict[str, datetime]:
+        params = {"fields[profile]": "joined_group_at", "page[size]": 100}
+        served, url = {}, f"lists/{list_id}/profiles"
+        while url:
+            body = call("GET", url, params=params).json()
+            served |= {p["id"]: datetime.fromisoformat(p["attributes"]["joined_group_at"]) for p in body["data"]}
+            url, params = (body["links"].get("next") or "").split("/api/", 1)[-1], None
+        return served
 
     assert members_of(audience) == {m["id"] for m in members[:2]}
-    before = members_of(newsletter)
+    before = joined(newsletter)
     assert len(before) == _visible(sb.world)["list_memberships"]
 
     call("DELETE", f"lists/{audience}/relationships/profiles", json={"data": members[:2]})
@@ -337,7 +367,20 @@ def test_list_removals_and_emptied_lists_leave_the_table(private_sandbox, tmp_pa
     load(_source(sb), pipeline)
 
     assert members_of(audience) == set()
-    assert members_of(newsletter) == before - {members[2]["id"]}
+    # Read as ids this time: the members kept their join times, from the table.
+    assert joined(newsletter) == {k: v for k, v in before.items() if k != members[2]["id"]}
+
+    # Members back in a list, or new in one, come with the join time Klaviyo serves; a member
+    # whose row the table lost (its join time is nowhere but in Klaviyo) makes the run read
+    # that list whole.
+    call("POST", f"lists/{newsletter}/relationships/profiles", json={"data": members[2:3]})
+    call("POST", f"lists/{audience}/relationships/profiles", json={"data": members[:1]})
+    lost = next(k for k in before if k not in {m["id"] for m in members})
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM raw_klaviyo.list_memberships WHERE profile_id = ?", [lost])
+    load(_source(sb), pipeline)
+    assert joined(newsletter) == as_served(newsletter)
+    assert joined(audience) == as_served(audience) and set(joined(audience)) == {members[0]["id"]}
     assert warehouse_rows(tmp_path, "SELECT count(*) FROM raw_klaviyo.list_memberships WHERE list_emptied") == [(0,)]
     assert {r[0] for r in warehouse_rows(tmp_path, "SELECT id FROM raw_klaviyo.lists")} == {newsletter, audience}
 

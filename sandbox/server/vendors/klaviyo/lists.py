@@ -249,6 +249,7 @@ LIST_PROFILE_IDS = Collection(
     render=lambda ctx, rows: [{"type": "profile", "id": r["id"]} for r in rows],
     filters=_MEMBER_FILTERS,
     sorts={"id": "id", "joined_group_at": "joined_group_at"},
+    max_size=1000,  # Get Profile IDs for List: up to 1,000 a page
     windows=_list_profile_windows,
 )
 
