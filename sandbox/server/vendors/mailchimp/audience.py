@@ -386,18 +386,27 @@ class Audience:
             .fetchall()
         )
         list_created = to_second(created_rows[0][0]) if created_rows else self.clock
-        rows = (
-            self.state.db()
-            .execute(
-                "SELECT DISTINCT tags FROM mailchimp_members WHERE list_id = ? AND created_at <= ?",
-                [self.list_id, self.clock],
-            )
-            .fetchall()
-        )
-        names = {name: list_created for (tags,) in rows for name in json.loads(tags or "[]")}
+        names = dict.fromkeys(self._generated_tags(), list_created)
         for obj in self.state.destinations.list_objects(VENDOR, "segment", key_prefix=f"{self.list_id}:"):
             names.setdefault(obj.payload["name"], parse_ts(obj.payload["created_at"]))
         return names
+
+    def _generated_tags(self) -> list[str]:
+        """The tags the generated members carry by the clock: a scan of every member, so read
+        once per clock (a segment batch asks for every member it tags)."""
+
+        def read() -> list[str]:
+            rows = (
+                self.state.db()
+                .execute(
+                    "SELECT DISTINCT tags FROM mailchimp_members WHERE list_id = ? AND created_at <= ?",
+                    [self.list_id, self.clock],
+                )
+                .fetchall()
+            )
+            return list(dict.fromkeys(name for (tags,) in rows for name in json.loads(tags or "[]")))
+
+        return cache(self.state).get(("mailchimp_generated_tags", self.list_id), (self.clock,), read)
 
     # -- writes (callers hold WRITE_LOCK) -----------------------------------------------------
 
