@@ -52,6 +52,14 @@ def _columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[s
     return dict(rows)
 
 
+# Floating-point properties are sent to this many decimals. A sum of doubles (a revenue, a
+# score) comes out of DuckDB's parallel aggregation in whatever order its threads finish, so
+# the same data can differ in the last bits from one build to the next; sent as is, every such
+# member would look changed and be sent again each night.
+FLOAT_DECIMALS = 6
+_FLOAT_TYPES = ("DOUBLE", "FLOAT", "REAL", "FLOAT4", "FLOAT8")
+
+
 def _json_value(column: str, data_type: str) -> str:
     # Timestamps as ISO 8601 in UTC (what both vendors' date properties expect); the rest as
     # DuckDB's JSON (JSON columns embed as objects, numbers as numbers).
@@ -59,6 +67,8 @@ def _json_value(column: str, data_type: str) -> str:
         return f"strftime(timezone('UTC', audience.\"{column}\"::timestamptz), '%Y-%m-%dT%H:%M:%SZ')"
     if data_type.upper() == "DATE":
         return f"strftime(audience.\"{column}\", '%Y-%m-%d')"
+    if data_type.upper() in _FLOAT_TYPES:
+        return f'round(audience."{column}", {FLOAT_DECIMALS})'
     return f'audience."{column}"'
 
 

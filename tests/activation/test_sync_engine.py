@@ -173,6 +173,21 @@ def test_a_refused_record_is_logged_and_sent_again_on_the_next_run():
     assert conn.execute("select state from activation.sync_ledger where customer_id = 'c7'").fetchall() == [("member",)]
 
 
+def test_a_float_that_differs_only_in_its_last_bits_is_not_an_update():
+    # A sum of doubles can come out of a parallel aggregation in another order on the next build.
+    conn, dest = _warehouse(3), RecordingDestination()
+    config = AudienceConfig(**{**CONFIG.__dict__, "audience": Audience("seg_test", "Test", "test", ("revenue",))})
+    seg = "create or replace table marts.seg_test as select customer_id, email, {} as revenue from marts.dim_customers"
+    conn.execute(seg.format("0.1::double + 0.2"))
+    _sync(conn, dest, config)
+    assert dest.members["p0@example.com"] == {"revenue": 0.3}
+    calls = dest.writes
+    conn.execute(seg.format("0.3::double"))
+    assert _sync(conn, dest, config, run="r2").unchanged == 3 and dest.writes == calls
+    conn.execute("update marts.seg_test set revenue = 0.31")
+    assert _sync(conn, dest, config, run="r3").updated == 3
+
+
 def test_the_guard_stops_an_implausible_change_before_anything_is_sent():
     conn, dest = _warehouse(), RecordingDestination()
     _sync(conn, dest)
