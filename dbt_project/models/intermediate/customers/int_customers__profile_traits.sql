@@ -100,7 +100,8 @@ ranked as (
 
     select
         *,
-        -- Older records lose ties within a source.
+        -- Older records lose ties within a source; records as recent as each other, the value
+        -- first in sort order (the choice must not change from one build to the next).
         -coalesce(epoch(updated_at), 0) as staleness,
         case lifecycle_stage
             when 'subscriber' then 1
@@ -117,13 +118,13 @@ ranked as (
 
 select
     customer_id,
-    arg_min(first_name, (source_rank, staleness)) filter (where first_name is not null) as first_name,
-    arg_min(last_name, (source_rank, staleness)) filter (where last_name is not null) as last_name,
-    arg_min(city, (source_rank, staleness)) filter (where city is not null) as city,
-    arg_min(region, (source_rank, staleness)) filter (where region is not null) as region,
-    arg_min(country, (source_rank, staleness)) filter (where country is not null) as country,
-    arg_min(postal_code, (source_rank, staleness)) filter (where postal_code is not null) as postal_code,
-    arg_min(membership_tier, (tier_rank, staleness)) filter (
+    arg_min(first_name, (source_rank, staleness, first_name)) filter (where first_name is not null) as first_name,
+    arg_min(last_name, (source_rank, staleness, last_name)) filter (where last_name is not null) as last_name,
+    arg_min(city, (source_rank, staleness, city)) filter (where city is not null) as city,
+    arg_min(region, (source_rank, staleness, region)) filter (where region is not null) as region,
+    arg_min(country, (source_rank, staleness, country)) filter (where country is not null) as country,
+    arg_min(postal_code, (source_rank, staleness, postal_code)) filter (where postal_code is not null) as postal_code,
+    arg_min(membership_tier, (tier_rank, staleness, membership_tier)) filter (
         where membership_tier is not null
     ) as membership_tier,
     arg_max(lifecycle_stage, lifecycle_rank) filter (where lifecycle_stage is not null) as lifecycle_stage

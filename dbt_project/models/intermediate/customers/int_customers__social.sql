@@ -47,7 +47,7 @@ scored as (
 
 select
     customer_id,
-    arg_max(username, commented_at) as instagram_username,
+    arg_max(username, (commented_at, username)) as instagram_username,
     count(*) as instagram_comments,
     round(avg(score), 2) as instagram_sentiment_score,
     case

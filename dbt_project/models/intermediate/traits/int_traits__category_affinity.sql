@@ -3,7 +3,9 @@
     interaction scores the weight of `tessera__recommendations_weights` for its kind, decayed
     by age (int_products__customer_interactions), summed per category. The top category is the
     highest score, then the most recent; `top_category_share` is its share of the customer's
-    total (1 = a single-category shopper).
+    total (1 = a single-category shopper). Scores are compared to 9 decimals: a sum of doubles
+    differs in its last bits from build to build (parallel aggregation), which would otherwise
+    break a tie differently each night.
 -#}
 
 {%- set weights = var('tessera__recommendations_weights') %}
@@ -43,7 +45,7 @@ category_scores as (
 
 select
     customer_id,
-    arg_max(category, (score, last_interaction_at, category)) as top_category,
+    arg_max(category, (round(score, 9), last_interaction_at, category)) as top_category,
     max(score) / nullif(sum(score), 0) as top_category_share,
     count(*) as categories_engaged
 from category_scores

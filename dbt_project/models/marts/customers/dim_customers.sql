@@ -4,8 +4,9 @@
     email and phone are chosen here:
 
     - Best email (and phone): of the customer's identifiers that link (not blocked), the one
-      carried by the most records, then the most recently seen: a typo typed once into a guest
-      checkout loses to the address used everywhere else.
+      carried by the most records, then the most recently seen, then the first in sort order (so
+      a tie is broken the same way every build): a typo typed once into a guest checkout loses
+      to the address used everywhere else.
     - `identity_status`: `known` (has an email, phone or account), `anonymous` (devices and
       checkouts only), `unlinked_identifier` (a blocked identifier on its own: a placeholder, a
       role address, a hub, a shared device; kept so the identity map is complete, never a
@@ -58,8 +59,12 @@ identity as (
 
     select
         customer_id,
-        arg_max(normalized_value, (records, last_seen_at)) filter (where kind = 'email' and not is_blocked) as email,
-        arg_max(normalized_value, (records, last_seen_at)) filter (where kind = 'phone' and not is_blocked) as phone,
+        arg_max(normalized_value, (records, last_seen_at, normalized_value)) filter (
+            where kind = 'email' and not is_blocked
+        ) as email,
+        arg_max(normalized_value, (records, last_seen_at, normalized_value)) filter (
+            where kind = 'phone' and not is_blocked
+        ) as phone,
         count(*) filter (where kind = 'mixpanel_device') as devices,
         count(*) as identifiers,
         min(first_seen_at) as first_seen_at,
