@@ -5,8 +5,8 @@ and moves it only when a load succeeds):
 - `media`: the brand's own posts, read with the API's `since` filter from the cursor minus
   `LOOKBACK_SECONDS`;
 - `comments`: comments on the brand's media (`media_id` added), newest first per media, read
-  until a page reaches past the cursor minus the lookback. Comments have no time filter, so only
-  media published within `comment_window_days` (default `COMMENT_WINDOW_DAYS`, setting
+  until a page reaches past the cursor minus `COMMENT_LOOKBACK_SECONDS`. Comments have no time
+  filter, so only media published within `comment_window_days` (default `COMMENT_WINDOW_DAYS`, setting
   `SOURCES__INSTAGRAM__COMMENT_WINDOW_DAYS`) before the cursor are visited; the first run visits
   every media;
 - `mentions`: media by others that tag the brand (`/{ig-user-id}/tags`), newest first, read
@@ -35,6 +35,7 @@ from ingestion.common.http import RetryPolicy
 from ingestion.instagram.helpers import GraphApi, comment_records, media_records, mention_records
 from ingestion.instagram.settings import (
     API_VERSION,
+    COMMENT_LOOKBACK_SECONDS,
     COMMENT_WINDOW_DAYS,
     LOOKBACK_SECONDS,
     MENTION_LOOKBACK_SECONDS,
@@ -78,7 +79,7 @@ def instagram_source(
     @dlt.resource(write_disposition="merge", primary_key="id")
     def comments(
         timestamp: dlt.sources.incremental[datetime] = dlt.sources.incremental(  # noqa: B008
-            "timestamp", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
+            "timestamp", initial_value=START_DATE, lag=COMMENT_LOOKBACK_SECONDS, on_cursor_value_missing="include"
         ),
     ) -> Iterator[Any]:
         yield from comment_records(api, timestamp, comment_window_days)

@@ -14,7 +14,12 @@ from ingestion.common.http import RetryPolicy
 from ingestion.common.pacing import UsagePercentPacer
 from ingestion.instagram import instagram_source
 from ingestion.instagram.helpers import GraphSession
-from ingestion.instagram.settings import COMMENT_WINDOW_DAYS, LOOKBACK_SECONDS, MENTION_LOOKBACK_SECONDS
+from ingestion.instagram.settings import (
+    COMMENT_LOOKBACK_SECONDS,
+    COMMENT_WINDOW_DAYS,
+    LOOKBACK_SECONDS,
+    MENTION_LOOKBACK_SECONDS,
+)
 from ingestion.pipelines import load
 from tests.ingestion.support import (
     FAULTS,
@@ -36,7 +41,7 @@ from tests.ingestion.support import (
 
 FAST = RetryPolicy(max_attempts=6, backoff_base=0.01, backoff_max=0.1, timeout=30)
 STORES = {"media": "instagram_media", "comments": "instagram_comments", "mentions": "instagram_mentions"}
-LOOKBACKS = {"media": LOOKBACK_SECONDS, "comments": LOOKBACK_SECONDS, "mentions": MENTION_LOOKBACK_SECONDS}
+LOOKBACKS = {"media": LOOKBACK_SECONDS, "comments": COMMENT_LOOKBACK_SECONDS, "mentions": MENTION_LOOKBACK_SECONDS}
 
 
 def _credentials(world: Path) -> dict[str, str]:
@@ -122,7 +127,7 @@ def test_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
         assert rows_read.get(table, 0) == _since(sandbox.world, table, cursor - timedelta(seconds=LOOKBACKS[table]))
     # media and tags: one page each; comments: the media listing, then one page per media with
     # comments published within the comment window before the comments cursor
-    oldest = cursors["comments"] - timedelta(seconds=LOOKBACK_SECONDS, days=COMMENT_WINDOW_DAYS)
+    oldest = cursors["comments"] - timedelta(seconds=COMMENT_LOOKBACK_SECONDS, days=COMMENT_WINDOW_DAYS)
     visited = store_count(
         sandbox.world,
         "SELECT count(DISTINCT m.media_id) FROM '{store}/instagram_media.parquet' m"
