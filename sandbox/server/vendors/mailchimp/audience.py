@@ -417,9 +417,14 @@ class Audience:
         self.state.destinations.upsert(VENDOR, "member", f"{self.list_id}:{hash_}", overlay.dump())
 
     def ensure_tag(self, name: str) -> None:
-        """Register a tag the API introduces (Mailchimp creates it on first use)."""
-        if name not in self.tag_names():
-            key = f"{self.list_id}:{tag_id(self.list_id, name)}"
+        """Register a tag the API introduces (Mailchimp creates it on first use). Called for
+        every member a write tags, so it looks the one tag up (a tag the API made is stored
+        under its id) instead of listing them all with `tag_names`."""
+        if name in self._generated_tags():
+            return
+        key = f"{self.list_id}:{tag_id(self.list_id, name)}"
+        made = self.state.destinations.get(VENDOR, "segment", key)
+        if made is None or made.payload["name"] != name:
             self.state.destinations.upsert(VENDOR, "segment", key, {"name": name, "created_at": self._now()})
 
     def write_member(
