@@ -5,6 +5,7 @@ select
     audience.first_name,
     audience.membership_tier,
     audience.top_category,
+    audience.last_order_at,
     audience.days_since_last_order,
     audience.predicted_next_order_at,
     audience.churn_risk,
