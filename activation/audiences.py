@@ -12,7 +12,7 @@ manifest, so the sync engine and the Dagster assets never keep a list of their o
       event: Abandoned Checkout            # optional: a Klaviyo event per member, once per event_id
       event_id: checkout_token             # the column whose value identifies that event
       holdout_share: 0.1                   # optional: the share held back (default 0.1)
-      guard_max_change_share: 0.5          # optional: see activation.sync.guard
+      guard_max_change_share: 0.5          # optional: see activation.sync.engine.guard_limit
 """
 
 from __future__ import annotations

@@ -42,9 +42,11 @@ class GuardTripped(RuntimeError):
     def __init__(self, report: SyncReport, limit: int) -> None:
         self.report = report
         super().__init__(
-            f"{report.destination}/{report.audience}: {report.planned_changes} changes "
-            f"({report.planned_adds} adds, {report.planned_updates} updates, {report.planned_removes} removals) "
-            f"against {report.previous_members} members delivered before exceeds the guard's {limit}; "
+            f"{report.destination}/{report.audience}: {report.guarded_changes} changes "
+            f"({report.planned_adds - report.planned_retries} adds, {report.planned_updates} updates, "
+            f"{report.planned_removes} removals; not counting {report.planned_retries} retries of members "
+            f"refused or skipped before) against {report.previous_members} members delivered before "
+            f"exceeds the guard's {limit}; "
             "nothing was sent. Check the audience's data; if the change is right, run again with "
             "confirm_large_changes (Dagster run config) or --confirm (CLI)."
         )
@@ -62,6 +64,7 @@ class SyncReport:
     planned_adds: int = 0
     planned_updates: int = 0
     planned_removes: int = 0
+    planned_retries: int = 0  # of the adds: members refused or skipped last time, sent again
     unchanged: int = 0
     added: int = 0
     updated: int = 0
@@ -75,13 +78,19 @@ class SyncReport:
     def planned_changes(self) -> int:
         return self.planned_adds + self.planned_updates + self.planned_removes
 
+    @property
+    def guarded_changes(self) -> int:
+        """The changes the guard weighs: a retry changes nothing the destination holds."""
+        return self.planned_changes - self.planned_retries
+
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def guard_limit(config: AudienceConfig, previous_members: int, delivered_before: bool = True) -> int | None:
     """The most changes a sync may make unconfirmed: the larger of `guard_min_changes` and
-    `guard_max_change_share` of the members delivered before. None for a first delivery,
+    `guard_max_change_share` of the members delivered before (retries of members refused or
+    skipped before do not count against it: they change nothing the destination holds). None for a first delivery,
     which is all adds by nature, including one cut off partway (`delivered_before` false: no
     sync of the audience has gone to its end), whose remainder would otherwise look like an
     implausible change against the part that got through."""
@@ -135,6 +144,7 @@ def sync_audience(
         planned_adds=len(plan.adds),
         planned_updates=len(plan.updates),
         planned_removes=len(plan.removes),
+        planned_retries=plan.retries,
         unchanged=plan.unchanged,
     )
     limit = guard_limit(config, plan.previous_members, has_finished_sync(conn, destination.name, config.name))
@@ -145,7 +155,7 @@ def sync_audience(
             "remove": [m.email for m in plan.removes[:10]],
         }
         return report
-    if limit is not None and plan.changes > limit and not confirm:
+    if limit is not None and report.guarded_changes > limit and not confirm:
         raise GuardTripped(report, limit)
 
     # Intention to treat: everyone the audience selected is assigned a group the first time

@@ -31,6 +31,9 @@ class Desired:
     rows: int = 0
 
 
+RETRIED_STATES = ("rejected", "skipped")
+
+
 @dataclass
 class Plan:
     adds: list[Member] = field(default_factory=list)
@@ -38,6 +41,9 @@ class Plan:
     removes: list[Member] = field(default_factory=list)
     unchanged: int = 0
     previous_members: int = 0
+    # Adds of members the destination refused or skipped last time: sent again, but no change
+    # to what the destination holds, so the change guard does not count them.
+    retries: int = 0
 
     @property
     def changes(self) -> int:
@@ -125,6 +131,7 @@ def diff(desired: dict[str, Member], ledger: dict[str, LedgerRow]) -> Plan:
         row = ledger.get(customer_id)
         if row is None or row.state != "member":
             plan.adds.append(member)
+            plan.retries += int(row is not None and row.state in RETRIED_STATES)
         elif row.email and row.email.lower() != member.email.lower():
             plan.removes.append(Member(customer_id, row.email))
             plan.adds.append(member)

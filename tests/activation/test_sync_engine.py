@@ -200,6 +200,24 @@ def test_the_guard_stops_an_implausible_change_before_anything_is_sent():
     assert report.removed == 18 and len(dest.members) == 2
 
 
+def test_members_refused_last_time_are_retried_without_counting_against_the_guard():
+    conn = _warehouse()
+    refused = {f"p{i}@example.com" for i in range(8, 20)}
+    first = _sync(conn, RecordingDestination(refuse=refused))
+    assert (first.added, first.rejected) == (8, 12)
+    # 12 retries against 8 members delivered is past the guard's 5, but nothing delivered changes.
+    dest = RecordingDestination()
+    again = _sync(conn, dest, run="r2")
+    assert (again.added, again.planned_retries, again.guarded_changes) == (12, 12, 0)
+    conn.execute("insert into marts.seg_test select 'n' || i, 'n' || i || '@example.com', 'Ann', 1 from range(21) t(i)")
+    conn.execute(
+        """insert into marts.dim_customers select customer_id, 'known', email, 'subscribed', false, false, null
+           from marts.seg_test where customer_id like 'n%'"""
+    )
+    with pytest.raises(GuardTripped, match="21 changes .*not counting 0 retries.* exceeds the guard's 10"):
+        _sync(conn, dest, run="r3")
+
+
 class CutOffDestination(RecordingDestination):
     """Takes the first call, then dies as a killed run would."""
 
