@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -191,6 +193,29 @@ def test_faults_quarantine_the_corrupt_lines_and_the_next_run_repairs_them(sandb
     load(_source(sandbox, end_date=_clock(sandbox.world).date().isoformat()), pipeline)
     assert _rows(tmp_path) == (visible, visible)
     assert pipeline.state["sources"]["mixpanel"]["resources"]["events"]["repair_days"] == {}
+
+
+def test_a_run_that_lost_its_local_state_merges_and_a_locked_warehouse_stops_it(sandbox, tmp_path):
+    end = _clock(sandbox.world).date().isoformat()
+    load(_source(sandbox, end_date=end), _pipeline(tmp_path))
+    before = _rows(tmp_path)
+    # A run that dies before dlt restores its state leaves the pipelines folder empty.
+    _pipeline(tmp_path).drop()
+    warehouse = tmp_path / "warehouse.duckdb"
+    hold = f"import duckdb, time; c = duckdb.connect({str(warehouse)!r}); print(1, flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE)
+    try:
+        holder.stdout.readline()
+        _pipeline(tmp_path)
+        with pytest.raises(RuntimeError, match="cannot read raw_mixpanel.events .*lock.* nothing was loaded"):
+            _source(sandbox, end_date=end)
+    finally:
+        holder.kill()
+        holder.wait()
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox, end_date=end), pipeline)
+    assert _disposition(pipeline) == "merge"
+    assert _rows(tmp_path) == before
 
 
 def test_a_failing_run_keeps_the_cursor_and_the_next_run_resumes(private_sandbox, tmp_path):
