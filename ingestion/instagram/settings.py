@@ -30,9 +30,9 @@ START_DATE = datetime(2010, 1, 1, tzinfo=UTC)
 # their own time, give or take moderation and clock skew.
 LOOKBACK_SECONDS = 24 * 3600
 # Comments arrive as they are written (a comment held for review shows when approved, minutes
-# later); a day of them is the night's largest read, at 100 a page against a budget of 200 calls
-# an hour. Re-reading a whole day more (the media lookback) doubled it past the hour's budget at
-# a million customers, and the night waited for the window.
+# later); a day of them is the night's largest read, at 100 a page. Re-reading a whole day more
+# (the media lookback) doubled it: about 200 calls a night at a million customers, the whole
+# hourly budget of a token under the Graph API's platform limit.
 COMMENT_LOOKBACK_SECONDS = 2 * 3600
 # A brand can be tagged in a post long after it was published (the author edits the tags), and
 # tagged media carry the post's time: mentions look further back.

@@ -58,9 +58,11 @@ DEFAULT_LIMITS: dict[str, dict[str, dict[str, Any]]] = {
     "mailchimp": {
         "connections": {"kind": "concurrency", "limit": 10},
     },
-    # Graph API platform rate limit: 200 calls per hour per user (token).
+    # Instagram Platform calls fall under the Business Use Case limit, not the Graph API's
+    # 200 per user per hour: calls within 24 hours = 4,800 x the account's impressions in the
+    # last 24 hours. The sandbox's brand account is taken to be a small one, 1,000 a day.
     "instagram": {
-        "calls": {"kind": "window", "limit": 200, "seconds": 3600},
+        "calls": {"kind": "window", "limit": 4800 * 1000, "seconds": 24 * 3600},
     },
 }
 

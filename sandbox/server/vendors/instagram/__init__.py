@@ -11,8 +11,9 @@ unversioned call to the app's version):
     GET /{ig-comment-id}            one comment
 
 Auth is the `access_token` query parameter or `Authorization: Bearer`. Every authenticated
-call counts against the Business Use Case budget of the token (200 calls per hour by
-default) and reports its use in `X-App-Usage` / `X-Business-Use-Case-Usage`.
+call counts against the account's Business Use Case budget (4,800 calls per impression of the
+account's content in 24 hours; rule `instagram.calls`) and reports its use in `X-App-Usage` /
+`X-Business-Use-Case-Usage`.
 """
 
 from __future__ import annotations

@@ -201,7 +201,7 @@ class Cursor:
 
 
 def usage_headers(ig_user_id: str, info: LimitInfo, retry_after: float = 0.0) -> dict[str, str]:
-    """`X-App-Usage` and `X-Business-Use-Case-Usage` as percentages of the hourly call budget.
+    """`X-App-Usage` and `X-Business-Use-Case-Usage` as percentages of the call budget.
     The sandbox measures calls only, so CPU and total time are reported as 0%."""
     percent = 100 if retry_after else (min(100, math.ceil(100 * info.used / info.limit)) if info.limit else 0)
     regain = math.ceil(retry_after / 60) if retry_after else 0
