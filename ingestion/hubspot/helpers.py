@@ -7,8 +7,8 @@
   asks again with the lower bound moved to the last modification time it read; records at the
   boundary come twice and are yielded once. If a whole window shares one millisecond (a bulk
   import), those records are read in `hs_object_id` order before moving past that instant.
-- Search results carry no associations: deals found by a search get theirs from one GET each
-  (a night's changed deals are few; HubSpot's batch association API is not in the sandbox).
+- Search results carry no associations: deals found by a search get theirs from the associations
+  batch read, 1,000 deals a request per associated object type.
 - Each page is screened before dlt's cursor sees it (a malformed `updatedAt` must never become
   the cursor). A property that arrives as a JSON number is turned back into the string HubSpot
   serves every property as, so a drifting type never forks a column.
@@ -32,6 +32,8 @@ from ingestion.common.http import RetryPolicy, VendorSession, raise_for_status
 from ingestion.common.pacing import MinIntervalPacer, RemainingPacer
 from ingestion.common.quarantine import parse_timestamp, screen
 from ingestion.hubspot.settings import (
+    ASSOCIATIONS_BATCH_READ_PATH,
+    ASSOCIATIONS_BATCH_SIZE,
     OBJECTS_PATH,
     RATE_LIMIT_INTERVAL_MS,
     RATE_LIMIT_REMAINING,
@@ -141,13 +143,25 @@ class HubSpotApi:
             params = {**params, "after": after}
 
     def associations(self, obj: CrmObject, records: Iterable[Record]) -> None:
-        """Add each record's `associations` block (one GET per record)."""
-        params = {"associations": ",".join(obj.associations), "properties": "hs_object_id"}
-        for record in records:
-            response = self.session.get(self._url(obj, f"/{record['id']}"), params=params)
-            if response.status_code == 404:  # deleted since the search found it
-                continue
-            record["associations"] = self._json(response).get("associations") or {}
+        """Add each record's `associations` block, as the list endpoint serves it: one batch
+        read per target and 1,000 records. A record with no association of a kind (or deleted
+        since the search found it) is one of the batch's `NO_ASSOCIATIONS_FOUND` errors."""
+        by_id = {str(record["id"]): record for record in records}
+        ids = list(by_id)
+        for record in by_id.values():
+            record["associations"] = {}
+        for target in obj.associations:
+            url = self.root + ASSOCIATIONS_BATCH_READ_PATH.format(from_type=obj.name, to_type=target)
+            for start in range(0, len(ids), ASSOCIATIONS_BATCH_SIZE):
+                inputs = [{"id": i} for i in ids[start : start + ASSOCIATIONS_BATCH_SIZE]]
+                body = self._json(self.session.post(url, json={"inputs": inputs}))
+                for error in body.get("errors") or []:
+                    if not str(error.get("subCategory", "")).endswith("NO_ASSOCIATIONS_FOUND"):
+                        raise VendorError(VENDOR, f"reading {obj.name} -> {target} associations: {error}")
+                for result in body.get("results") or []:
+                    record = by_id.get(str((result.get("from") or {}).get("id")))
+                    if record is not None:
+                        record["associations"][target] = {"results": result.get("to") or []}
 
     # -- search -----------------------------------------------------------------------------
 

@@ -9,6 +9,10 @@ from ingestion.common.quarantine import RecordRules
 
 VENDOR = "hubspot"
 OBJECTS_PATH = "crm/v3/objects/{object_type}"
+# The v3 batch read answers in the list endpoint's shape ({id, type} per association); v4's
+# typeId/label pairs would need HubSpot's table of type ids to mean the same.
+ASSOCIATIONS_BATCH_READ_PATH = "crm/v3/associations/{from_type}/{to_type}/batch/read"
+ASSOCIATIONS_BATCH_SIZE = 1000  # the batch read's maximum inputs
 
 PAGE_SIZE = 100  # the CRM v3 list endpoints' maximum
 SEARCH_PAGE_SIZE = 200  # the search endpoints' maximum

@@ -117,6 +117,9 @@ def test_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
     load(_source(sandbox, page_size=20), pipeline)
     cursors = _cursors(pipeline)
+    links = "SELECT d.id, to_object_type, to_id, association_type FROM raw_hubspot.deals__associations a"
+    links += " JOIN raw_hubspot.deals d ON d._dlt_id = a._dlt_parent_id ORDER BY ALL"
+    listed = warehouse_rows(tmp_path, links)
     sandbox.control("POST", "counters/reset")
 
     load(_source(sandbox, page_size=20), pipeline)
@@ -127,9 +130,12 @@ def test_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
     for table, expected in window.items():
         assert rows_read.get(table, 0) == expected, table
     assert window["contacts"] < _visible(sandbox.world, "hubspot_contacts")
-    # one search per object (each fits a page) and one GET per deal for its associations,
-    # where the first run needed a list page per 20 records
-    assert requests_made(sandbox, "hubspot") == 3 + window["deals"]
+    # one search per object (each fits a page) and one associations batch read per target
+    # (contacts, companies) for the deals found, where the first run needed a list page per 20
+    assert 0 < window["deals"] <= 1000
+    assert requests_made(sandbox, "hubspot") == 3 + 2
+    # The batch read gives the searched deals the links the list gave them.
+    assert warehouse_rows(tmp_path, links) == listed
     assert _cursors(pipeline) == cursors
     [(rows, distinct, orphans)] = warehouse_rows(
         tmp_path,

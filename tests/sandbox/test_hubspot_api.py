@@ -238,6 +238,33 @@ def test_single_record_associations_and_404(sandbox) -> None:
         assert err["message"] == "Object not found.  objectId are usually numeric."
 
 
+def batch_read(sandbox, source: str, target: str, ids: list[str]) -> requests.Response:
+    target_url = f"{sandbox.vendor_url('hubspot')}/crm/v3/associations/{source}/{target}/batch/read"
+    return requests.post(target_url, json={"inputs": [{"id": i} for i in ids]}, headers=headers(sandbox), timeout=30)
+
+
+def test_associations_batch_read_matches_the_records_and_names_the_ones_without(sandbox) -> None:
+    contacts = visible(sandbox.world, "contacts", clock(sandbox))
+    linked = [str(c["contact_id"]) for c in contacts.values() if c["company_id"]][:5]
+    alone = [str(c["contact_id"]) for c in contacts.values() if not c["company_id"]][:2]
+    r = batch_read(sandbox, "contacts", "company", linked + alone + ["not-a-number"])
+    assert r.status_code == 207 and r.headers["X-HubSpot-RateLimit-Max"]
+    body = r.json()
+    assert body["status"] == "COMPLETE"
+    # Each record's links are what a GET of the record lists.
+    for result in body["results"]:
+        record = get(sandbox, f"contacts/{result['from']['id']}", associations="companies").json()
+        assert result["to"] == record["associations"]["companies"]["results"]
+    assert sorted(result["from"]["id"] for result in body["results"]) == sorted(linked)
+    assert body["numErrors"] == len(body["errors"]) == 3
+    assert {e["subCategory"] for e in body["errors"]} == {"crm.associations.NO_ASSOCIATIONS_FOUND"}
+    assert body["errors"][0]["message"] == f"No company is associated with contact {alone[0]}."
+    assert batch_read(sandbox, "contacts", "companies", linked).status_code == 200
+
+    assert_error(batch_read(sandbox, "contacts", "companies", ["1"] * 1001), 400, "VALIDATION_ERROR")
+    assert_error(batch_read(sandbox, "contacts", "tickets", linked), 400, "VALIDATION_ERROR")
+
+
 def test_unknown_object_type_is_a_400(sandbox) -> None:
     assert_error(get(sandbox, "tickets"), 400, "VALIDATION_ERROR")
 

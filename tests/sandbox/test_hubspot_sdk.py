@@ -112,3 +112,17 @@ def test_sdk_raises_hubspot_errors(sandbox, client) -> None:
         intruder.crm.contacts.basic_api.get_page()
     assert denied.value.status == 401
     assert json.loads(denied.value.body)["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_associations_batch_read_through_the_sdk(client, world_state) -> None:
+    from hubspot.crm.associations import BatchInputPublicObjectId
+
+    contacts = client.crm.contacts.basic_api.get_page(limit=100, associations=["companies"]).results
+    expected = {c.id: sorted(a.id for a in c.associations["companies"].results) for c in contacts if c.associations}
+    answer = client.crm.associations.batch_api.read(
+        from_object_type="contacts",
+        to_object_type="companies",
+        batch_input_public_object_id=BatchInputPublicObjectId(inputs=[{"id": c.id} for c in contacts]),
+    )
+    assert {r._from.id: sorted(t.id for t in r.to) for r in answer.results} == expected
+    assert answer.num_errors == len(contacts) - len(expected)

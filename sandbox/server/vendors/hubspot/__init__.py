@@ -3,6 +3,9 @@
     GET  /crm/v3/objects/{type}             list, cursor paging (`after` = next object id)
     GET  /crm/v3/objects/{type}/{id}        one record
     POST /crm/v3/objects/{type}/search      filters, sort, offset paging, `total`
+    POST /crm/v3/associations/{from}/{to}/batch/read
+                                            associations of up to 1,000 records; 207 when some
+                                            have none (`NO_ASSOCIATIONS_FOUND`)
 
 Auth is a private app's `Authorization: Bearer <token>`. Limits are those of a private app:
 100 requests per rolling 10 seconds (`hubspot.burst`), reported in `X-HubSpot-RateLimit-*`
@@ -36,6 +39,8 @@ VENDOR = "hubspot"
 LIST_DEFAULT_LIMIT = 10
 #: List pages hold at most 100 records; a larger `limit` is cut to 100.
 LIST_MAX_LIMIT = 100
+#: Associations batch read: at most 1,000 ids per request (HubSpot's limit since February 2025).
+BATCH_READ_MAX_INPUTS = 1000
 
 
 @dataclass(frozen=True)
@@ -202,9 +207,45 @@ def mount(state: SandboxState) -> Mount:
             body["paging"] = {"next": {"after": str(end)}}
         return errors.hubspot_json(body)
 
+    def read_associations(request: Request) -> Response:
+        admission = admit(request, "burst")
+        if admission.refusal:
+            return admission.refusal
+        headers = admission.headers
+        names = [request.path_params["from_type"], request.path_params["to_type"]]
+        found = [association_targets([name], None) for name in names]
+        if not all(found):
+            unknown = next(n for n, f in zip(names, found, strict=True) if not f)
+            return errors.validation_error(f"Unable to infer object type from: {unknown}", headers)
+        source, target = OBJECT_TYPES[found[0][0]], found[1][0]
+        if target == source.name or target not in association_targets(list(OBJECT_TYPES), source):
+            return errors.validation_error(f"No associations are defined from {names[0]} to {names[1]}", headers)
+        try:
+            inputs = (read_json(request) or {}).get("inputs")
+        except ValueError as exc:
+            return errors.validation_error(f"Invalid input JSON: {exc}", headers)
+        if not isinstance(inputs, list) or not all(isinstance(i, dict) and "id" in i for i in inputs):
+            return errors.validation_error("inputs must be a list of objects with an id", headers)
+        if len(inputs) > BATCH_READ_MAX_INPUTS:
+            return errors.validation_error(
+                f"Batch read accepts at most {BATCH_READ_MAX_INPUTS} inputs, got {len(inputs)}", headers
+            )
+        ids = [str(i["id"]) for i in inputs]
+        numeric = sorted({int(i) for i in ids if i.isdigit()})
+        linked = associations(state.db(), state.clock, source, numeric, [target]) if numeric else {}
+        results, failures = [], []
+        for object_id in dict.fromkeys(ids):
+            block = linked.get(int(object_id)) if object_id.isdigit() else None
+            if block:
+                results.append({"from": {"id": object_id}, "to": block[target]["results"]})
+            else:
+                failures.append(errors.no_associations(source.singular, OBJECT_TYPES[target].singular, object_id))
+        return errors.batch_json(results, failures, headers)
+
     return Mount(
         "",
         routes=[
+            Route("/crm/v3/associations/{from_type}/{to_type}/batch/read", read_associations, methods=["POST"]),
             Route("/crm/v3/objects/{object_type}/search", search_objects, methods=["POST"]),
             Route("/crm/v3/objects/{object_type}", list_objects, methods=["GET"]),
             Route("/crm/v3/objects/{object_type}/{object_id}", get_object, methods=["GET"]),

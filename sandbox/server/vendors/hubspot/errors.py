@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from starlette.responses import JSONResponse, Response
@@ -94,3 +95,26 @@ def error_response(status: int, retry_after: float | None) -> Response:
         body = {"status": "error", "message": "internal error", "correlationId": str(uuid.uuid4())}
         return hubspot_json(body, status)
     return error(status, BAD_REQUEST_MESSAGE, None)
+
+
+def no_associations(source: str, target: str, object_id: str) -> dict[str, Any]:
+    """A batch read's error entry for a record with no association of the asked type (also
+    what a record that does not exist gets)."""
+    return {
+        "status": "error",
+        "category": "OBJECT_NOT_FOUND",
+        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+        "message": f"No {target} is associated with {source} {object_id}.",
+        "context": {"fromObjectId": [object_id], "fromObjectType": [source], "toObjectType": [target]},
+    }
+
+
+def batch_json(
+    results: list[Any], failures: list[dict[str, Any]], headers: Mapping[str, str] | None = None
+) -> Response:
+    """A batch answer: 200 when every input resolved, 207 (Multi-Status) with `errors` otherwise."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    body: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
+    if failures:
+        body |= {"numErrors": len(failures), "errors": failures}
+    return hubspot_json(body, 207 if failures else 200, headers)
