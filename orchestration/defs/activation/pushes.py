@@ -116,6 +116,8 @@ def push_asset(audience: AudienceConfig, destination: str) -> dg.AssetsDefinitio
                 "dry_run": report.dry_run,
                 "rows": report.rows,
                 "adds": report.planned_adds if report.dry_run else report.added,
+                # Of the adds: members refused or skipped last time, sent again.
+                "retries": report.planned_retries,
                 "updates": report.planned_updates if report.dry_run else report.updated,
                 "removals": report.planned_removes if report.dry_run else report.removed,
                 "unchanged": report.unchanged,
