@@ -6,15 +6,19 @@ A vendor such as Klaviyo counts each endpoint's requests in fixed windows (burst
 between our sending it and our receiving its answer. So "at most N requests per W seconds by
 our clock at sending time" is not enough: a request queued at the vendor can be counted later
 than one sent after it. The rule kept here is safe whatever the latency or the window's
-alignment: request n may be sent only once every request up to n - N has been answered and W
-seconds have passed since the last of those answers. Then any N + 1 requests span more than W
-seconds as the vendor counts them, so no window can hold N + 1 of them.
+alignment: request n may be sent only once n - N + 1 of the requests before it (any of them)
+were answered W seconds ago or more. Then of any N + 1 requests, the last one sent went W
+seconds after the answer of another one, so the vendor counted those two more than W apart,
+and no window can hold the N + 1. Counting any answers, not the oldest requests', matters:
+a burst of N requests is answered in any order, and waiting for its slowest first answer
+would add that answer's time to every round.
 
 Every attempt takes a slot (a retry too): the vendor counts retries as well.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -43,20 +47,20 @@ class WindowLimiter:
         self.clock = clock
         self._cond = threading.Condition()
         self._answered: list[float | None] = []  # answer time per request, in sending order
-        self._settled_max: list[float] = []  # max answer time over requests 0..i, all answered
+        self._answer_times: list[float] = []  # the same answer times, sorted
         self.waited_seconds = 0.0  # time callers spent waiting for a slot
 
     def _wait_needed(self, now: float) -> float | None:
-        """Seconds until the next request may go; None when an earlier answer is still due."""
+        """Seconds until the next request may go; None when it waits for an answer first."""
         n = len(self._answered)
         wait = 0.0
         for window in self.windows:
-            k = n - window.limit  # the request that must be answered, and W old, first
-            if k < 0:
+            needed = n - window.limit + 1  # answers that must be W old before request n
+            if needed <= 0:
                 continue
-            if k >= len(self._settled_max):
+            if needed > len(self._answer_times):
                 return None
-            wait = max(wait, self._settled_max[k] + window.seconds + _SLACK_SECONDS - now)
+            wait = max(wait, self._answer_times[needed - 1] + window.seconds + _SLACK_SECONDS - now)
         return wait
 
     def acquire(self) -> int:
@@ -75,13 +79,9 @@ class WindowLimiter:
         """The request's answer arrived (or it failed without one)."""
         with self._cond:
             if self._answered[ticket] is None:
-                self._answered[ticket] = self.clock()
-            while len(self._settled_max) < len(self._answered):
-                answered = self._answered[len(self._settled_max)]
-                if answered is None:
-                    break
-                previous = self._settled_max[-1] if self._settled_max else answered
-                self._settled_max.append(max(previous, answered))
+                answered = self.clock()
+                self._answered[ticket] = answered
+                bisect.insort(self._answer_times, answered)
             self._cond.notify_all()
 
     @property

@@ -266,6 +266,25 @@ def test_the_window_limiter_spaces_any_limit_plus_one_requests_by_the_window() -
     assert all(sent[i + 5] - sent[i] >= 1.0 for i in range(len(sent) - 5))
 
 
+def test_the_window_limiter_counts_any_answers_not_the_oldest_requests() -> None:
+    """Of a burst of 2 (limit 2 per 0.2 s), the first request's answer is slow: the third
+    request goes 0.2 s after the second one's answer, without waiting for the slow one."""
+    limiter = WindowLimiter([Window(2, 0.2)])
+    started = time.monotonic()
+    slow = limiter.acquire()
+    limiter.release(limiter.acquire())
+    waiter = threading.Thread(target=lambda: limiter.release(limiter.acquire()))
+    waiter.start()
+    waiter.join(timeout=0.6)
+    assert not waiter.is_alive(), "the third request waited for the slow answer"
+    assert 0.2 <= time.monotonic() - started < 0.5
+    limiter.release(slow)
+    # Now two answers are fresh (the third's and the slow one's): the fourth waits for them.
+    t = time.monotonic()
+    limiter.release(limiter.acquire())
+    assert time.monotonic() - t >= 0.19
+
+
 def test_a_push_leaves_the_collector_as_it_found_it(sb) -> None:
     """A push keeps full collections off older objects only while it runs, and never thaws
     objects that something else froze (a server before forking)."""
