@@ -56,6 +56,17 @@ def _retire_primary_keys(pipeline: dlt.Pipeline, retired: dict[str, tuple[str, .
         pipeline.schemas.save_schema(schema)
 
 
+def restore_state(pipeline: dlt.Pipeline) -> None:
+    """Bring the pipeline's state (cursors) from the warehouse before its source is created.
+
+    dlt restores state itself, but only once the run starts, after a source has read it to
+    decide how to load (Mixpanel appends on a first load). A run whose previous attempt could
+    not open the warehouse (DuckDB's lock) finds its pipelines folder emptied; restoring here
+    gives the source the real state, and a warehouse that cannot be opened fails the run
+    before anything is read."""
+    pipeline.sync_destination()
+
+
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:
     """Run `source` into the pipeline's warehouse, never writing a record of an erased person."""
     warehouse = Path(pipeline.destination.config_params["credentials"])

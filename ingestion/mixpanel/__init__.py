@@ -27,7 +27,6 @@ from typing import Any
 
 import dlt
 import pyarrow.compute as pc
-from dlt.destinations.exceptions import DatabaseUndefinedRelation, DestinationConnectionError
 from dlt.sources import DltResource
 
 from ingestion.common.http import RetryPolicy
@@ -81,30 +80,12 @@ def mixpanel_source(
 
 
 def _first_load() -> bool:
-    """True when no run has recorded an event cursor and the warehouse holds no events.
-
-    The cursor alone is not enough: dlt restores state from the warehouse only when the run
-    starts, after this is decided, so a pipelines folder emptied by a run that could not reach
-    the warehouse (another process holding DuckDB's lock) looks new over a loaded table, and
-    appending would load the lookback days twice. So the warehouse is asked, and a warehouse
-    that cannot be asked stops the load."""
+    """True when no run has recorded an event cursor yet. Decided when the source is created,
+    from the pipeline's state as it stands then: a run must restore it from the warehouse
+    first (`ingestion.pipelines.restore_state`), or a pipelines folder emptied by a failed run
+    would look new over a loaded table and the lookback days would be appended twice."""
     resource_state = dlt.current.source_state().get("resources", {}).get(RESOURCE, {})
-    if resource_state.get("incremental", {}).get("time", {}).get("last_value"):
-        return False
-    pipeline = dlt.current.pipeline()
-    try:
-        with pipeline.sql_client() as client:
-            table = client.make_qualified_table_name(RESOURCE)
-            rows = client.execute_sql(f"SELECT EXISTS (SELECT 1 FROM {table})")
-    except DatabaseUndefinedRelation:
-        return True
-    except DestinationConnectionError as exc:
-        raise RuntimeError(
-            f"mixpanel: cannot read {pipeline.dataset_name}.{RESOURCE} to tell whether events were "
-            f"loaded before ({exc.__cause__ or exc}); nothing was loaded, so no day is appended twice. "
-            "Is another process writing the warehouse?"
-        ) from exc
-    return not rows[0][0]
+    return not resource_state.get("incremental", {}).get("time", {}).get("last_value")
 
 
 @dlt.resource(

@@ -27,7 +27,7 @@ from ingestion.mixpanel.settings import (
     LOOKBACK_DAYS,
     STRING_PROPERTIES,
 )
-from ingestion.pipelines import load, make_pipeline
+from ingestion.pipelines import load, make_pipeline, restore_state
 
 FAST = RetryPolicy(max_attempts=8, backoff_base=0.01, backoff_max=0.05, timeout=30)
 
@@ -196,6 +196,7 @@ def test_faults_quarantine_the_corrupt_lines_and_the_next_run_repairs_them(sandb
 
 
 def test_a_run_that_lost_its_local_state_merges_and_a_locked_warehouse_stops_it(sandbox, tmp_path):
+    """As the Dagster asset runs a source: state restored from the warehouse, then the source."""
     end = _clock(sandbox.world).date().isoformat()
     load(_source(sandbox, end_date=end), _pipeline(tmp_path))
     before = _rows(tmp_path)
@@ -206,13 +207,13 @@ def test_a_run_that_lost_its_local_state_merges_and_a_locked_warehouse_stops_it(
     holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE)
     try:
         holder.stdout.readline()
-        _pipeline(tmp_path)
-        with pytest.raises(RuntimeError, match="cannot read raw_mixpanel.events .*lock.* nothing was loaded"):
-            _source(sandbox, end_date=end)
+        with pytest.raises(PipelineStepFailed, match="Could not set lock"):
+            restore_state(_pipeline(tmp_path))
     finally:
         holder.kill()
         holder.wait()
     pipeline = _pipeline(tmp_path)
+    restore_state(pipeline)
     load(_source(sandbox, end_date=end), pipeline)
     assert _disposition(pipeline) == "merge"
     assert _rows(tmp_path) == before

@@ -200,3 +200,15 @@ def test_nightly_schedule_runs_the_nightly_job():
     assert schedule.cron_schedule == "0 3 * * *"
     job = defs.resolve_job_def("nightly")
     assert job.name == "nightly"
+
+
+def test_building_the_source_assets_opens_no_warehouse():
+    """Loading the code location (the UI, the daemon and every run do) must never open a
+    DuckDB file: two processes loading it at once would collide on the file's lock."""
+    from orchestration.defs.ingestion import assets
+
+    spec_warehouse = assets._SPEC_DIR / "unused.duckdb"
+    spec_warehouse.unlink(missing_ok=True)
+    for source in assets.SOURCES:
+        assets.build_source_assets(source)
+    assert not spec_warehouse.exists()

@@ -23,7 +23,7 @@ from ingestion.instagram import instagram_source
 from ingestion.klaviyo import klaviyo_source
 from ingestion.mailchimp import mailchimp_source
 from ingestion.mixpanel import mixpanel_source
-from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline
+from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline, restore_state
 from ingestion.shopify import shopify_source
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
@@ -136,6 +136,7 @@ def build_source_assets(source: Source) -> dg.AssetsDefinition:
     )
     def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
         pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
+        restore_state(pipeline)  # before the source is created: it reads its cursors
         events = list(
             dlt.run(
                 context=context,
