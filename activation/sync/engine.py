@@ -29,7 +29,7 @@ from activation.sync.ledger import (
     record_finished_sync,
     record_outcomes,
 )
-from activation.sync.plan import Plan, desired_members, diff
+from activation.sync.plan import Plan, desired_members, diff, hold_skipped
 
 log = logging.getLogger("tessera.activation")
 
@@ -65,6 +65,7 @@ class SyncReport:
     planned_updates: int = 0
     planned_removes: int = 0
     planned_retries: int = 0  # of the adds: members refused or skipped last time, sent again
+    waiting: int = 0  # skipped last time and still not subscribed there: not sent again
     unchanged: int = 0
     added: int = 0
     updated: int = 0
@@ -132,7 +133,9 @@ def sync_audience(
 ) -> SyncReport:
     ensure_ledger(conn)
     desired = desired_members(conn, config)
-    plan: Plan = diff(desired.members, ledger_rows(conn, destination.name, config.name))
+    ledger = ledger_rows(conn, destination.name, config.name)
+    plan: Plan = diff(desired.members, ledger)
+    hold_skipped(plan, desired, ledger, destination.name)
     report = SyncReport(
         destination=destination.name,
         audience=config.name,
@@ -145,6 +148,7 @@ def sync_audience(
         planned_updates=len(plan.updates),
         planned_removes=len(plan.removes),
         planned_retries=plan.retries,
+        waiting=plan.waiting,
         unchanged=plan.unchanged,
     )
     limit = guard_limit(config, plan.previous_members, has_finished_sync(conn, destination.name, config.name))
@@ -187,7 +191,8 @@ def sync_audience(
                 _tally(report, action, mine)
     record_finished_sync(conn, **common, counts=asdict(report))
     log.info(
-        "%s/%s: %d added, %d updated, %d removed, %d rejected, %d skipped, %d suppressed, %d held out",
+        "%s/%s: %d added, %d updated, %d removed, %d rejected, %d skipped (%d more waiting), %d suppressed, "
+        "%d held out",
         destination.name,
         config.name,
         report.added,
@@ -195,6 +200,7 @@ def sync_audience(
         report.removed,
         report.rejected,
         report.skipped,
+        report.waiting,
         report.suppressed,
         report.held_out,
     )

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+
 import duckdb
 import pytest
 
@@ -42,3 +47,43 @@ def test_after_a_night_only_the_changes_are_sent(small_world_nights):
             env["SOURCES__KLAVIYO__BASE_URL"], env["SOURCES__KLAVIYO__API_KEY"], "Abandoned checkout (24h)"
         )
     assert set(in_klaviyo) == after
+
+
+def test_a_dry_run_after_the_night_has_nothing_left_to_send_but_retries(small_world_nights, tmp_path):
+    """`python -m activation sync --dry-run` over the second night's warehouse: every audience
+    was delivered; members Mailchimp skipped wait until its own record shows them subscribed."""
+    second = small_world_nights[1]
+    warehouse = tmp_path / "warehouse.duckdb"
+    shutil.copy(second.warehouse, warehouse)
+    manifest = second.data / "dbt_target" / "manifest.json"
+    with running_sandbox(second.world) as sandbox:
+        env = {**os.environ, **sandbox_env(sandbox.url, second.world)}
+        out = subprocess.run(
+            [sys.executable, "-m", "activation", "--warehouse", str(warehouse), "--manifest", str(manifest)]
+            + ["sync", "--dry-run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    header, *lines = [
+        line.split() for line in out.splitlines() if line.startswith(("destination", "klaviyo ", "mailchimp "))
+    ]
+    assert header[:11] == [
+        "destination",
+        "audience",
+        "rows",
+        "held",
+        "supp",
+        "add",
+        "retry",
+        "wait",
+        "upd",
+        "rem",
+        "same",
+    ]
+    rows = {(line[0], line[1]): dict(zip(header[2:], map(int, line[2:]), strict=True)) for line in lines}
+    assert ("klaviyo", AUDIENCE) in rows and ("mailchimp", AUDIENCE) in rows
+    for key, counts in rows.items():
+        assert counts["add"] == counts["retry"] and counts["upd"] == counts["rem"] == 0, key
+    assert any(counts["wait"] for (destination, _), counts in rows.items() if destination == "mailchimp")

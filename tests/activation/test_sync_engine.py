@@ -218,6 +218,37 @@ def test_members_refused_last_time_are_retried_without_counting_against_the_guar
         _sync(conn, dest, run="r3")
 
 
+class ListOnlyDestination(RecordingDestination):
+    """Like Mailchimp: takes only the addresses on its list, skips everyone else."""
+
+    def __init__(self, on_list: set[str]) -> None:
+        super().__init__("mailchimp")
+        self.on_list = on_list
+
+    def upsert(self, audience: Audience, members: list[Member]) -> list[Outcome]:
+        self.calls.append(("upsert", [m.email for m in members]))
+        return [Outcome(m.email, "ok" if m.email in self.on_list else "skipped", None) for m in members]
+
+
+def test_a_skipped_member_waits_until_the_platform_shows_them_subscribed():
+    conn = _warehouse()
+    conn.execute("alter table marts.dim_customers add column subscribed_in varchar")
+    conn.execute("update marts.dim_customers set subscribed_in = 'klaviyo, mailchimp' where customer_id <> 'c3'")
+    conn.execute("update marts.dim_customers set subscribed_in = 'klaviyo' where customer_id = 'c3'")
+    dest = ListOnlyDestination({f"p{i}@example.com" for i in range(20) if i not in (3, 4)})
+    first = _sync(conn, dest)
+    assert (first.added, first.skipped) == (18, 2)
+    # c4's own Mailchimp record says subscribed (a late signup): asked again; c3's does not.
+    again = _sync(conn, dest, run="r2")
+    assert (again.planned_retries, again.waiting) == (1, 1)
+    assert dest.calls[-1] == ("upsert", ["p4@example.com"])
+    # Once c3 subscribes there, the next night sends them.
+    conn.execute("update marts.dim_customers set subscribed_in = 'mailchimp' where customer_id = 'c3'")
+    dest.on_list.add("p3@example.com")
+    third = _sync(conn, dest, run="r3")
+    assert (third.added, third.waiting) == (1, 0) and "p3@example.com" in dest.calls[-1][1]
+
+
 class CutOffDestination(RecordingDestination):
     """Takes the first call, then dies as a killed run would."""
 

@@ -118,6 +118,8 @@ def push_asset(audience: AudienceConfig, destination: str) -> dg.AssetsDefinitio
                 "adds": report.planned_adds if report.dry_run else report.added,
                 # Of the adds: members refused or skipped last time, sent again.
                 "retries": report.planned_retries,
+                # Skipped last time and still not subscribed on that platform: not sent again.
+                "waiting": report.waiting,
                 "updates": report.planned_updates if report.dry_run else report.updated,
                 "removals": report.planned_removes if report.dry_run else report.removed,
                 "unchanged": report.unchanged,

@@ -88,6 +88,9 @@ select
     string_agg(distinct platform, ', ' order by platform) filter (
         where is_unsubscribed or is_spam_complaint
     ) as unsubscribed_in,
+    string_agg(distinct platform, ', ' order by platform) filter (
+        where is_subscribed
+    ) as subscribed_in,
     arg_min(platform || ': ' || coalesce(consent_method, 'unknown method'), changed_at) filter (
         where is_subscribed
     ) as email_consent_source,

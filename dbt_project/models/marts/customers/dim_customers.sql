@@ -115,6 +115,7 @@ select
     coalesce(consent.email_consent_status, 'never_subscribed') as email_consent_status,
     consent.email_consent_source,
     consent.unsubscribed_in,
+    consent.subscribed_in,
     coalesce(consent.is_email_bounced, false) as is_email_bounced,
     coalesce(consent.has_marked_email_as_spam, false) as has_marked_email_as_spam,
     consent.email_consent_updated_at,
