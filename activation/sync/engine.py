@@ -91,10 +91,10 @@ class SyncReport:
 def guard_limit(config: AudienceConfig, previous_members: int, delivered_before: bool = True) -> int | None:
     """The most changes a sync may make unconfirmed: the larger of `guard_min_changes` and
     `guard_max_change_share` of the members delivered before (retries of members refused or
-    skipped before do not count against it: they change nothing the destination holds). None for a first delivery,
-    which is all adds by nature, including one cut off partway (`delivered_before` false: no
-    sync of the audience has gone to its end), whose remainder would otherwise look like an
-    implausible change against the part that got through."""
+    skipped before do not count against it: they change nothing the destination holds).
+    None for a first delivery, which is all adds by nature, including one cut off partway
+    (`delivered_before` false: no sync of the audience has gone to its end), whose remainder
+    would otherwise look like an implausible change against the part that got through."""
     if previous_members == 0 or not delivered_before:
         return None
     return max(config.guard_min_changes, int(config.guard_max_change_share * previous_members))
