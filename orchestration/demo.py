@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -95,8 +96,15 @@ def _advance(url: str, days: int) -> None:
         headers={"Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        clock = json.loads(response.read())
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            clock = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+        # Past the world's horizon: the sandbox says where it ends; say it without a traceback.
+        reason = json.loads(exc.read() or b"{}").get("error", "past the world's horizon")
+        raise SystemExit(f"--advance-days {days}: {reason} (--regenerate with more --days)") from None
     print(f"      world clock moved {days} day(s), now {clock.get('clock', clock)}")
 
 

@@ -274,3 +274,10 @@ def test_a_second_demo_reuses_the_world_and_duplicates_nothing(demo):
     assert "Reusing the sandbox world" in again.stdout
     assert {t: _count(warehouse, t) for t in before} == before
     assert _count(warehouse, "(SELECT DISTINCT id FROM raw_klaviyo.events)") == _count(warehouse, "raw_klaviyo.events")
+
+
+def test_advancing_past_the_worlds_horizon_says_so_without_a_traceback(private_sandbox):
+    from orchestration.demo import _advance
+
+    with pytest.raises(SystemExit, match=r"--advance-days 10000: cannot advance .* past the world's horizon"):
+        _advance(private_sandbox.url, 10_000)
