@@ -30,7 +30,13 @@ from sandbox.server.ratelimit import LimitInfo
 from sandbox.server.state import SandboxState
 from sandbox.server.vendors.hubspot import errors
 from sandbox.server.vendors.hubspot.errors import error_response
-from sandbox.server.vendors.hubspot.objects import OBJECT_TYPES, ObjectType, association_targets, associations
+from sandbox.server.vendors.hubspot.objects import (
+    OBJECT_TYPES,
+    ObjectType,
+    association_targets,
+    associations,
+    named_type,
+)
 from sandbox.server.vendors.hubspot.search import MAX_RESULTS, PastResultWindow, SearchError, parse_search
 
 __all__ = ["error_response", "mount"]
@@ -213,13 +219,13 @@ def mount(state: SandboxState) -> Mount:
             return admission.refusal
         headers = admission.headers
         names = [request.path_params["from_type"], request.path_params["to_type"]]
-        found = [association_targets([name], None) for name in names]
-        if not all(found):
-            unknown = next(n for n, f in zip(names, found, strict=True) if not f)
+        source, to_type = (named_type(name) for name in names)
+        if source is None or to_type is None:
+            unknown = names[0] if source is None else names[1]
             return errors.validation_error(f"Unable to infer object type from: {unknown}", headers)
-        source, target = OBJECT_TYPES[found[0][0]], found[1][0]
-        if target == source.name:
+        if to_type is source:
             return errors.validation_error(f"No associations are defined from {names[0]} to {names[1]}", headers)
+        target = to_type.name
         try:
             body = read_json(request)
         except ValueError as exc:
@@ -234,8 +240,8 @@ def mount(state: SandboxState) -> Mount:
         ids = [str(i["id"]) for i in inputs]
         # Only records that exist at the clock have associations (as a GET of one answers 404).
         asked = sorted({int(i) for i in ids if i.isdigit()})
-        found = rows(f"SELECT id FROM ({source.visible_sql()}) WHERE list_contains($ids, id)", {"ids": asked})
-        numeric = [row["id"] for row in found]
+        existing = rows(f"SELECT id FROM ({source.visible_sql()}) WHERE list_contains($ids, id)", {"ids": asked})
+        numeric = [row["id"] for row in existing]
         linked = associations(state.db(), state.clock, source, numeric, [target]) if numeric else {}
         results, failures = [], []
         for object_id in dict.fromkeys(ids):
@@ -243,7 +249,7 @@ def mount(state: SandboxState) -> Mount:
             if block:
                 results.append({"from": {"id": object_id}, "to": block[target]["results"]})
             else:
-                failures.append(errors.no_associations(source.singular, OBJECT_TYPES[target].singular, object_id))
+                failures.append(errors.no_associations(source.singular, to_type.singular, object_id))
         return errors.batch_json(results, failures, headers)
 
     return Mount(

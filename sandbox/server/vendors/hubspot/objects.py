@@ -193,13 +193,18 @@ EDGES = (
 )
 
 
-def association_targets(requested: list[str], source: ObjectType | None) -> list[str]:
-    """Known association targets of `source` (any object type for None), in request order;
-    unknown names are ignored."""
+def named_type(name: str) -> ObjectType | None:
+    """The object type an association path or parameter names (singular or plural)."""
+    plural = _ASSOCIATION_NAMES.get(name.lower())
+    return OBJECT_TYPES[plural] if plural else None
+
+
+def association_targets(requested: list[str], source: ObjectType) -> list[str]:
+    """Known association targets of `source`, in request order (unknown names are ignored)."""
     out: list[str] = []
     for name in requested:
         target = _ASSOCIATION_NAMES.get(name.lower())
-        if target and (source is None or target != source.name) and target not in out:
+        if target and target != source.name and target not in out:
             out.append(target)
     return out
 
