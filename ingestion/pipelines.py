@@ -17,8 +17,8 @@ LOADER_FILE_FORMAT = "parquet"
 # Primary keys a resource no longer declares, per vendor and table. dlt keeps a column's
 # primary-key hint in the stored schema once it is there, whatever the resource says later, so
 # a warehouse loaded before the change would go on merging with the old key. The hint is
-# dropped from the local schema and the schema stored in the warehouse too: dagster-dlt drops
-# the local state before each run and restores it from there.
+# dropped from the local schema and the schema stored in the warehouse too: each nightly load
+# drops the local state and restores it from there (`restore_state`), and retires them again.
 # - klaviyo.list_memberships: with the key beside the merge key `list_id`, the merge's delete
 #   joined every old member of a list with every new one (see ingestion/klaviyo).
 RETIRED_PRIMARY_KEYS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -57,14 +57,19 @@ def _retire_primary_keys(pipeline: dlt.Pipeline, retired: dict[str, tuple[str, .
 
 
 def restore_state(pipeline: dlt.Pipeline) -> None:
-    """Bring the pipeline's state (cursors) from the warehouse before its source is created.
+    """Replace the pipeline's local state (cursors, schemas, unloaded packages) with the state
+    its last committed load wrote to the warehouse, before its source is created.
 
-    dlt restores state itself, but only once the run starts, after a source has read it to
-    decide how to load (Mixpanel appends on a first load). A run whose previous attempt could
-    not open the warehouse (DuckDB's lock) finds its pipelines folder emptied; restoring here
-    gives the source the real state, and a warehouse that cannot be opened fails the run
-    before anything is read."""
+    The local folder is a cache: a run that crashed or was cancelled leaves packages there that
+    were read but never written, and a run whose previous attempt could not open the warehouse
+    (DuckDB's lock) finds it emptied. Dropping it and restoring from the warehouse gives the
+    source the cursors of what was really loaded (Mixpanel appends on a first load, so a missing
+    state would append its lookback twice), and a warehouse that cannot be opened fails the run
+    before anything is read. Primary keys retired since the warehouse's schema was stored are
+    retired again, as the restored schema brings them back."""
+    pipeline.drop()
     pipeline.sync_destination()
+    _retire_primary_keys(pipeline, RETIRED_PRIMARY_KEYS.get(pipeline.dataset_name.removeprefix("raw_"), {}))
 
 
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:

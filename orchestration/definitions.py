@@ -5,10 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_dbt import DbtCliResource
-from dagster_dlt import DagsterDltResource
 
 from orchestration.defs.activation.pushes import push_assets
-from orchestration.defs.ingestion.assets import source_assets
+from orchestration.defs.ingestion.assets import vendor_loads
 from orchestration.defs.privacy.erasure import erased_identifiers
 from orchestration.defs.quality.gates import quality_gate_checks
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
@@ -20,13 +19,12 @@ from orchestration.defs.transform.dbt import dbt_models, dbt_project
 from orchestration.resources import WarehouseResource
 
 defs = dg.Definitions(
-    assets=[*source_assets, erased_identifiers, dbt_models, analysts_copy, *push_assets, run_report],
+    assets=[vendor_loads, erased_identifiers, dbt_models, analysts_copy, *push_assets, run_report],
     asset_checks=[*identity_checks, *quality_gate_checks],
     jobs=[nightly_job],
     schedules=[nightly_schedule],
     sensors=[run_failure_alert],
     resources={
-        "dlt": DagsterDltResource(),
         # dbt from this Python environment, so the UI works without an activated venv.
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
         "warehouse": WarehouseResource(),

@@ -169,7 +169,12 @@ class ErasureFilter(ItemTransform[Any, dict[str, Any]]):
 
 def drop_erased(source: DltSource, warehouse: Path) -> DltSource:
     """`source` with every resource dropping records of people erased from `warehouse`."""
-    tombstone = read_tombstone(warehouse)
+    return drop_tombstoned(source, read_tombstone(warehouse))
+
+
+def drop_tombstoned(source: DltSource, tombstone: frozenset[str]) -> DltSource:
+    """`source` with every resource dropping records that carry one of `tombstone`'s hashes
+    (from `read_tombstone`, read once when several sources are built at the same time)."""
     if tombstone:
         for name, resource in source.resources.items():
             resource.add_step(ErasureFilter(tombstone, name))

@@ -210,5 +210,5 @@ def test_building_the_source_assets_opens_no_warehouse():
     spec_warehouse = assets._SPEC_DIR / "unused.duckdb"
     spec_warehouse.unlink(missing_ok=True)
     for source in assets.SOURCES:
-        assets.build_source_assets(source)
+        assets._specs(source)
     assert not spec_warehouse.exists()

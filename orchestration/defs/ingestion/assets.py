@@ -1,29 +1,32 @@
-"""One Dagster asset per dlt resource of every source, keyed `raw_<vendor>/<resource>`.
+"""One Dagster asset per dlt resource of every source, keyed `raw_<vendor>/<resource>`, all
+materialized by one step, `vendor_loads`, that reads every vendor at once and writes the
+warehouse one vendor at a time (`ingestion.concurrent`).
 
 The sources are listed once in `SOURCES`; everything else (assets, keys, groups, the writer
-pool, metadata) follows from that list, so adding a source is adding one line there.
+pool, metadata) follows from that list, so adding a source is adding one line there. Selecting
+some of the assets (a rerun of one vendor, or one table) loads only their resources.
 """
 
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
-import duckdb
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
+from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 
-from ingestion.common.erasure import drop_erased
+from ingestion.common.erasure import drop_tombstoned, read_tombstone
 from ingestion.common.quarantine import QUARANTINE_TABLE
+from ingestion.concurrent import VendorLoad, load_concurrently
 from ingestion.hubspot import hubspot_source
 from ingestion.instagram import instagram_source
 from ingestion.klaviyo import klaviyo_source
 from ingestion.mailchimp import mailchimp_source
 from ingestion.mixpanel import mixpanel_source
-from ingestion.pipelines import LOADER_FILE_FORMAT, make_pipeline, restore_state
+from ingestion.pipelines import make_pipeline, restore_state
 from ingestion.shopify import shopify_source
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
@@ -99,82 +102,152 @@ class RawTranslator(DagsterDltTranslator):
 _SPEC_DIR = Path(tempfile.gettempdir()) / "tessera-dlt-specs"
 
 
-def _quarantined_by_resource(warehouse: Path, dataset: str, load_ids: list[str]) -> dict[str, int]:
-    """Rows this run set aside in `<dataset>.quarantine`, per resource."""
-    if not load_ids:
-        return {}
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [dataset, QUARANTINE_TABLE],
-        ).fetchall()[0][0]
-        if not exists:
-            return {}
-        rows = con.execute(
-            f'SELECT resource, count(*) FROM "{dataset}"."{QUARANTINE_TABLE}" '
-            f"WHERE _dlt_load_id IN ({','.join('?' * len(load_ids))}) GROUP BY 1",
-            load_ids,
-        ).fetchall()
-    return dict(rows)
-
-
-def build_source_assets(source: Source) -> dg.AssetsDefinition:
+def _specs(source: Source) -> tuple[list[dg.AssetSpec], dict[dg.AssetKey, str]]:
+    """The source's asset specs, and the dlt resource behind each key, built from a source with
+    placeholder settings and a pipeline whose warehouse is never opened (loading the code
+    location must not touch DuckDB)."""
     spec_pipeline = make_pipeline(source.vendor, warehouse=_SPEC_DIR / "unused.duckdb", pipelines_dir=_SPEC_DIR)
+    spec_source = source.factory(**source.spec_settings)
+    translator = RawTranslator()
+    specs = build_dlt_asset_specs(dlt_source=spec_source, dlt_pipeline=spec_pipeline, dagster_dlt_translator=translator)
+    resources = {
+        translator.get_asset_spec(DltResourceTranslatorData(resource=resource, pipeline=spec_pipeline)).key: name
+        for name, resource in spec_source.selected_resources.items()
+    }
+    return list(specs), resources
 
-    # What `@dlt_assets` does (specs from the source, one subsettable multi-asset), spelled out
-    # because that decorator takes no retry policy.
-    @dg.multi_asset(
-        specs=build_dlt_asset_specs(
-            dlt_source=source.factory(**source.spec_settings),
-            dlt_pipeline=spec_pipeline,
-            dagster_dlt_translator=RawTranslator(),
-        ),
-        name=f"{source.vendor}_source",
-        can_subset=True,
-        pool=WAREHOUSE_POOL,
-        retry_policy=VENDOR_CALL_RETRY,
-    )
-    def _assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, warehouse: WarehouseResource):
+
+_BUILT = {source.vendor: _specs(source) for source in SOURCES}
+SPECS: list[dg.AssetSpec] = [spec for specs, _ in _BUILT.values() for spec in specs]
+# asset key -> (vendor, dlt resource name)
+RESOURCES_BY_KEY: dict[dg.AssetKey, tuple[str, str]] = {
+    key: (vendor, name) for vendor, (_, resources) in _BUILT.items() for key, name in resources.items()
+}
+RAW_KEYS: list[dg.AssetKey] = list(RESOURCES_BY_KEY)
+
+
+@dg.multi_asset(
+    specs=SPECS,
+    name="vendor_loads",
+    description="Reads every vendor's API at once and writes the warehouse one vendor at a time.",
+    can_subset=True,
+    pool=WAREHOUSE_POOL,
+    retry_policy=VENDOR_CALL_RETRY,
+)
+def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
+    wanted = _resources_to_load(context)
+    # Read once here: the readers run beside the writer, and a read-only DuckDB connection
+    # cannot open in a process that holds a read-write one.
+    tombstone = read_tombstone(warehouse.path)
+    jobs = []
+    for source in SOURCES:
+        if source.vendor not in wanted:
+            continue
         pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
         restore_state(pipeline)  # before the source is created: it reads its cursors
-        events = list(
-            dlt.run(
-                context=context,
-                # Records of people erased by an erasure request are dropped before dlt writes them.
-                dlt_source=drop_erased(source.factory(), warehouse.path),
-                dlt_pipeline=pipeline,
-                loader_file_format=LOADER_FILE_FORMAT,
-            )
+        dlt_source = source.factory()
+        if context.is_subset:
+            dlt_source = dlt_source.with_resources(*wanted[source.vendor])
+        # Records of people erased by an erasure request are dropped before dlt writes them.
+        jobs.append(VendorLoad(source.vendor, drop_tombstoned(dlt_source, tombstone), pipeline))
+    context.log.info(f"reading {', '.join(j.vendor for j in jobs)} at once; writing each as its read ends")
+
+    failed: dict[str, str] = {}
+    for job in load_concurrently(jobs):
+        if job.error is not None:
+            failed[job.vendor] = f"{job.failed_while} failed: {job.error}"
+            context.log.error(f"{job.vendor}: {failed[job.vendor]}")
+            continue
+        rows = sum(job.row_counts.values())
+        context.log.info(
+            f"{job.vendor}: {rows:,} rows read in {job.read_seconds:.1f} s, written in {job.write_seconds:.1f} s"
         )
-        yield from _with_load_report(events, pipeline, warehouse.path)
+        yield from _materializations(job, [k for k, (v, _) in RESOURCES_BY_KEY.items() if v == job.vendor], context)
+    if failed:
+        # The vendors that loaded stay loaded (their cursors moved); a retry of this step
+        # loads only the ones named here.
+        raise dg.Failure(
+            description="; ".join(f"{vendor} {reason}" for vendor, reason in failed.items()),
+            metadata={"failed_vendors": dg.MetadataValue.json(failed)},
+        )
 
-    return _assets
+
+def _resources_to_load(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
+    """{vendor: [resource]} of the selected assets, leaving out, on a retry of the step, the
+    vendors it already loaded in this run."""
+    wanted: dict[str, list[str]] = {}
+    for key in context.selected_asset_keys:
+        vendor, resource = RESOURCES_BY_KEY[key]
+        wanted.setdefault(vendor, []).append(resource)
+    if context.retry_number:
+        for vendor in list(wanted):
+            keys = [k for k in context.selected_asset_keys if RESOURCES_BY_KEY[k][0] == vendor]
+            if all(_materialized_in_run(context, key) for key in keys):
+                context.log.info(f"{vendor}: loaded by an earlier attempt of this run; not read again")
+                del wanted[vendor]
+    return wanted
 
 
-def _with_load_report(events: list[Any], pipeline, warehouse: Path) -> Iterator[Any]:
-    """Add what a data engineer asks after a load: rows in the table, rows quarantined, new columns."""
-    load_ids = [p.load_id for p in pipeline.last_trace.last_load_info.load_packages] if pipeline.last_trace else []
-    quarantined = _quarantined_by_resource(warehouse, pipeline.dataset_name, load_ids)
-    new_columns: dict[str, list[str]] = {}
-    for package in pipeline.last_trace.last_load_info.load_packages if pipeline.last_trace else []:
+def _materialized_in_run(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
+    event = context.instance.get_latest_materialization_event(key)
+    return event is not None and event.run_id == context.run_id
+
+
+def _materializations(
+    job: VendorLoad, keys: list[dg.AssetKey], context: dg.AssetExecutionContext
+) -> Iterator[dg.MaterializeResult]:
+    """What a data engineer asks after a load, per selected table: rows loaded, rows in the
+    table, rows quarantined, new columns, and the table's columns."""
+    pipeline = job.pipeline
+    schema = pipeline.default_schema
+    load_ids = [p.load_id for p in job.load_info.load_packages] if job.load_info else []
+    new_columns: dict[str, set[str]] = {}
+    for package in job.load_info.load_packages if job.load_info else []:
         for table_name, table in (package.schema_update or {}).items():
-            new_columns.setdefault(table_name, []).extend(
+            new_columns.setdefault(table_name, set()).update(
                 c for c in table.get("columns", {}) if not c.startswith("_dlt")
             )
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        for event in events:
-            table = event.asset_key.path[-1]
-            extra = {"quarantined_rows": dg.MetadataValue.int(quarantined.get(table, 0))}
-            exists = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                [pipeline.dataset_name, table],
-            ).fetchall()[0][0]
-            if exists:  # a resource that only feeds other tables (repairs) has none of its own
-                total = con.execute(f'SELECT count(*) FROM "{pipeline.dataset_name}"."{table}"').fetchall()[0][0]
-                extra["table_rows"] = dg.MetadataValue.int(total)
+    # Through the pipeline's own client: the same DuckDB configuration as the readers' clients.
+    with pipeline.sql_client() as client:
+        quarantined = _quarantined_by_resource(client, load_ids)
+        for key in keys:
+            if key not in context.selected_asset_keys:
+                continue
+            table = key.path[-1]
+            metadata: dict = {
+                "rows_loaded": dg.MetadataValue.int(job.row_counts.get(table, 0)),
+                "quarantined_rows": dg.MetadataValue.int(quarantined.get(table, 0)),
+                "read_seconds": dg.MetadataValue.float(round(job.read_seconds, 1)),
+            }
+            try:  # a resource that only feeds other tables (repairs) has none of its own
+                total = client.execute_sql(f"SELECT count(*) FROM {client.make_qualified_table_name(table)}")
+                metadata["table_rows"] = dg.MetadataValue.int(total[0][0])
+            except DatabaseUndefinedRelation:
+                pass
             if new_columns.get(table):
-                extra["new_columns"] = dg.MetadataValue.text(", ".join(sorted(set(new_columns[table]))))
-            yield dg.MaterializeResult(asset_key=event.asset_key, metadata={**(event.metadata or {}), **extra})
+                metadata["new_columns"] = dg.MetadataValue.text(", ".join(sorted(new_columns[table])))
+            if table in schema.tables:
+                columns = schema.get_table_columns(table)
+                # Dagster's own keys: the UI shows them as the table's name and columns.
+                metadata["dagster/table_name"] = dg.MetadataValue.text(f"{pipeline.dataset_name}.{table}")
+                metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(
+                    dg.TableSchema(
+                        columns=[dg.TableColumn(name, c.get("data_type") or "unknown") for name, c in columns.items()]
+                    )
+                )
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 
-source_assets = [build_source_assets(source) for source in SOURCES]
+def _quarantined_by_resource(client, load_ids: list[str]) -> dict[str, int]:
+    """Rows this run set aside in the dataset's `quarantine` table, per resource."""
+    if not load_ids:
+        return {}
+    try:
+        rows = client.execute_sql(
+            f"SELECT resource, count(*) FROM {client.make_qualified_table_name(QUARANTINE_TABLE)} "
+            f"WHERE _dlt_load_id IN ({', '.join('%s' for _ in load_ids)}) GROUP BY 1",
+            *load_ids,
+        )
+    except DatabaseUndefinedRelation:
+        return {}
+    return dict(rows or [])

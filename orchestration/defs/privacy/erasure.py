@@ -14,11 +14,9 @@ from activation.privacy.destinations import available_destinations
 from activation.privacy.erase import erase_requests, pending_requests
 from ingestion.pipelines import load, make_pipeline
 from ingestion.privacy import privacy_source
-from orchestration.defs.ingestion.assets import source_assets
+from orchestration.defs.ingestion.assets import RAW_KEYS
 from orchestration.defs.serving.analysts_copy import COPY_NAME
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
-
-RAW_KEYS = [key for assets in source_assets for key in assets.keys]
 
 
 @dg.asset(
