@@ -33,7 +33,7 @@ def test_runs_of_dead_demos_are_failed_and_free_their_pool_slot(tmp_path):
         storage.set_concurrency_slots("warehouse", 1)
         here = socket.gethostname()
         dead = _run(instance, **{DEMO_PID_TAG: str(_dead_pid()), DEMO_HOST_TAG: here})
-        storage.claim_concurrency_slot("warehouse", dead, "mailchimp_source")
+        storage.claim_concurrency_slot("warehouse", dead, "vendor_loads")
         alive = _run(instance, **{DEMO_PID_TAG: str(os.getpid()), DEMO_HOST_TAG: here})
         elsewhere = _run(instance, **{DEMO_PID_TAG: str(_dead_pid()), DEMO_HOST_TAG: f"not-{here}"})
         daemons = _run(instance)  # launched by the daemon: no demo tags
