@@ -2,8 +2,8 @@
 
 For a batch of requests, in one transaction: resolve each request's person (`person.resolve_all`),
 delete their rows from every table (raw tables with their dlt child rows and dlt's merge staging
-copies, dbt-built tables, the activation ledger, quarantine tables; `rows.delete_rows`), ask
-every destination to delete them (`Destination.erase`), tombstone their hashed identifiers so no
+copies, dbt-built tables, the activation ledger, quarantine tables; `rows.delete_rows`) while
+every destination is asked to delete them (`Destination.erase`), tombstone their hashed identifiers so no
 later load brings them back, and log each request. Each step reads a table once for the whole
 batch, so a backlog of a thousand requests costs little more than one. Then: the warehouse file
 rewritten without the freed blocks that still held the deleted rows, completed dlt load packages
@@ -17,6 +17,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,31 +122,48 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
     return results
 
 
+def _tell_destinations(
+    destinations: Sequence[Destination], people: Sequence[Person], progress: Callable[[str], None]
+) -> list[dict[str, dict[str, int]]]:
+    """Ask every destination to delete each person; their outcomes, person by person."""
+    outcomes = []
+    told = time.monotonic()
+    for done, person in enumerate(people, 1):
+        outcomes.append(_erase_at_destinations(destinations, sorted(person.emails)))
+        # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
+        # backlog takes minutes here: say how far it got.
+        if destinations and (time.monotonic() - told >= PROGRESS_SECONDS or done == len(people)):
+            progress(f"email platforms: {done}/{len(people)} request(s) sent")
+            told = time.monotonic()
+    return outcomes
+
+
 def _erase_in_warehouse(
     con: duckdb.DuckDBPyConnection,
     requests: Sequence[tuple[ErasureRequest, Parsed]],
     destinations: Sequence[Destination],
     progress: Callable[[str], None],
 ) -> tuple[list[Person], list[ErasureReport], dict[str, int]]:
-    """Resolve every request, delete their rows in one pass per table, ask every destination to
-    delete them, tombstone them and log each request."""
+    """Resolve every request, delete their rows in one pass per table while every destination
+    is asked to delete them, tombstone them and log each request."""
     started = time.monotonic()
     people = resolve_all(con, [parsed for _, parsed in requests])
-    deleted = delete_rows(con, people)
-    progress(
-        f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
-        f"{sum(deleted.per_table.values()):,} rows deleted from {len(deleted.per_table)} table(s) "
-        f"in {time.monotonic() - started:.1f} s"
-    )
+    # The platforms' answers are waits on their rate limits, the deletes are DuckDB's work:
+    # one runs beside the other. A delete that fails rolls the batch back and leaves every
+    # request pending; the platforms' deletes, sent again next time, are idempotent.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erase-at-destinations") as pool:
+        told = pool.submit(_tell_destinations, destinations, people, progress)
+        deleted = delete_rows(con, people)
+        progress(
+            f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
+            f"{sum(deleted.per_table.values()):,} rows deleted from {len(deleted.per_table)} table(s) "
+            f"in {time.monotonic() - started:.1f} s"
+        )
+        outcomes_per_person = told.result()
     reports = []
-    told = time.monotonic()
-    for done, ((request, _), person, rows) in enumerate(zip(requests, people, deleted.per_person, strict=True), 1):
-        outcomes = _erase_at_destinations(destinations, sorted(person.emails))
-        # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
-        # backlog takes minutes here: say how far it got.
-        if destinations and (time.monotonic() - told >= PROGRESS_SECONDS or done == len(requests)):
-            progress(f"email platforms: {done}/{len(requests)} request(s) sent")
-            told = time.monotonic()
+    for (request, _), person, rows, outcomes in zip(
+        requests, people, deleted.per_person, outcomes_per_person, strict=True
+    ):
         email_hash = identifier_hash(request.email) if request.email else None
         tombstone.record(con, request.request_id, email_hash, request.requested_at, person, rows, outcomes)
         counts = (len(person.customer_ids), len(person.identifiers))
