@@ -19,8 +19,10 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import dlt
+import duckdb
 
 # Imported here, in the thread that imports this module, before any reader starts: dlt finds
 # these libraries with `sys.modules.get(...)` and imports them lazily, so a thread can meet one
@@ -88,11 +90,23 @@ def load_concurrently(jobs: Iterable[VendorLoad]) -> Iterator[VendorLoad]:
     own pipelines' reads (state, and Klaviyo's loaded memberships), which DuckDB serves beside
     a writer within one process."""
     jobs = list(jobs)
-    done: queue.Queue[VendorLoad] = queue.Queue()
-    for job in jobs:
-        threading.Thread(target=_read, args=(job, done), name=f"read-{job.vendor}", daemon=True).start()
-    for _ in jobs:
-        job = done.get()
-        if job.error is None:
-            _write(job)
-        yield job
+    # One connection per warehouse held open throughout: DuckDB shuts its in-process database
+    # down when the last connection closes (after each write), and a reader opening one at that
+    # moment would meet the file's lock, held by this very process.
+    held = [duckdb.connect(str(path)) for path in {_warehouse(job.pipeline) for job in jobs}]
+    try:
+        done: queue.Queue[VendorLoad] = queue.Queue()
+        for job in jobs:
+            threading.Thread(target=_read, args=(job, done), name=f"read-{job.vendor}", daemon=True).start()
+        for _ in jobs:
+            job = done.get()
+            if job.error is None:
+                _write(job)
+            yield job
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def _warehouse(pipeline: dlt.Pipeline) -> Path:
+    return Path(pipeline.destination.config_params["credentials"])

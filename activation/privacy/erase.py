@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -123,12 +124,18 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
 
 
 def _tell_destinations(
-    destinations: Sequence[Destination], people: Sequence[Person], progress: Callable[[str], None]
+    destinations: Sequence[Destination],
+    people: Sequence[Person],
+    progress: Callable[[str], None],
+    stop: threading.Event,
 ) -> list[dict[str, dict[str, int]]]:
-    """Ask every destination to delete each person; their outcomes, person by person."""
+    """Ask every destination to delete each person, until `stop` is set; their outcomes,
+    person by person."""
     outcomes = []
     told = time.monotonic()
     for done, person in enumerate(people, 1):
+        if stop.is_set():
+            break
         outcomes.append(_erase_at_destinations(destinations, sorted(person.emails)))
         # The platforms' deletion endpoints are rate-limited (Klaviyo: 60 a minute), so a
         # backlog takes minutes here: say how far it got.
@@ -151,9 +158,14 @@ def _erase_in_warehouse(
     # The platforms' answers are waits on their rate limits, the deletes are DuckDB's work:
     # one runs beside the other. A delete that fails rolls the batch back and leaves every
     # request pending; the platforms' deletes, sent again next time, are idempotent.
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="erase-at-destinations") as pool:
-        told = pool.submit(_tell_destinations, destinations, people, progress)
-        deleted = delete_rows(con, people)
+        told = pool.submit(_tell_destinations, destinations, people, progress, stop)
+        try:
+            deleted = delete_rows(con, people)
+        except BaseException:
+            stop.set()  # the person being sent finishes; nobody else is asked until the retry
+            raise
         progress(
             f"{len(requests)} request(s): {sum(len(p.customer_ids) for p in people)} customer(s), "
             f"{sum(deleted.per_table.values()):,} rows deleted from {len(deleted.per_table)} table(s) "

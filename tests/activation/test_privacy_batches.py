@@ -8,12 +8,15 @@ seconds; `test_privacy.py` runs the same code on a world loaded through every lo
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from activation.destinations.base import Outcome
+from activation.privacy import erase as erase_module
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
 from activation.privacy.person import resolve, resolve_all
 
@@ -220,3 +223,35 @@ def test_a_crash_mid_batch_leaves_every_request_pending_with_its_rows_to_resolve
     batch = erase_requests(warehouse, _requests(warehouse), destinations=[_Recording()])
     assert [r.request_id for r in batch.requests] == ["r_ana", "r_ben"]
     assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
+
+
+class _Slow(_Recording):
+    """A platform answering at its deletion limit, one person at a time."""
+
+    def __init__(self, first_answered) -> None:
+        super().__init__()
+        self.first_answered = first_answered
+
+    def erase(self, emails):
+        outcomes = super().erase(emails)
+        self.first_answered.set()
+        time.sleep(0.5)
+        return outcomes
+
+
+def test_a_failing_delete_stops_asking_the_platforms_and_leaves_every_request_pending(tmp_path, monkeypatch):
+    # The platforms are told while DuckDB deletes; when the delete fails, the batch rolls back
+    # and the platforms are not asked about anyone else (the next run asks again).
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    first_answered = threading.Event()
+    platform = _Slow(first_answered)
+
+    def failing_delete(con, people):
+        first_answered.wait(10)
+        raise duckdb.IOException("disk full")
+
+    monkeypatch.setattr(erase_module, "delete_rows", failing_delete)
+    with pytest.raises(duckdb.IOException, match="disk full"):
+        erase_requests(warehouse, _requests(warehouse), destinations=[platform])
+    assert platform.calls == [[ANA]], "the platforms were asked about people after the delete failed"
+    assert [r.request_id for r in pending_requests(warehouse)] == ["r_ana", "r_ben", "r_bad"]

@@ -8,6 +8,7 @@ some of the assets (a rerun of one vendor, or one table) loads only their resour
 """
 
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,34 +136,45 @@ RAW_KEYS: list[dg.AssetKey] = list(RESOURCES_BY_KEY)
     retry_policy=VENDOR_CALL_RETRY,
 )
 def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> Iterator[dg.MaterializeResult]:
-    wanted = _resources_to_load(context)
+    wanted, loaded_before = _resources_to_load(context)
+    for key in loaded_before:
+        yield dg.MaterializeResult(asset_key=key, metadata={"loaded_by": "an earlier attempt of this run"})
     # Read once here: the readers run beside the writer, and a read-only DuckDB connection
     # cannot open in a process that holds a read-write one.
     tombstone = read_tombstone(warehouse.path)
+    failed: dict[str, str] = {}
     jobs = []
     for source in SOURCES:
         if source.vendor not in wanted:
             continue
-        pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
-        restore_state(pipeline)  # before the source is created: it reads its cursors
-        dlt_source = source.factory()
+        try:  # a missing setting or an unreadable state stops this vendor, not the others
+            pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
+            restore_state(pipeline)  # before the source is created: it reads its cursors
+            dlt_source = source.factory()
+        except Exception as error:
+            failed[source.vendor] = _failure(context, source.vendor, "setting up", error)
+            continue
         if context.is_subset:
             dlt_source = dlt_source.with_resources(*wanted[source.vendor])
         # Records of people erased by an erasure request are dropped before dlt writes them.
         jobs.append(VendorLoad(source.vendor, drop_tombstoned(dlt_source, tombstone), pipeline))
     context.log.info(f"reading {', '.join(j.vendor for j in jobs)} at once; writing each as its read ends")
 
-    failed: dict[str, str] = {}
     for job in load_concurrently(jobs):
         if job.error is not None:
-            failed[job.vendor] = f"{job.failed_while} failed: {job.error}"
-            context.log.error(f"{job.vendor}: {failed[job.vendor]}")
+            failed[job.vendor] = _failure(context, job.vendor, job.failed_while, job.error)
             continue
         rows = sum(job.row_counts.values())
         context.log.info(
             f"{job.vendor}: {rows:,} rows read in {job.read_seconds:.1f} s, written in {job.write_seconds:.1f} s"
         )
-        yield from _materializations(job, [k for k, (v, _) in RESOURCES_BY_KEY.items() if v == job.vendor], context)
+        keys = [k for k, (v, _) in RESOURCES_BY_KEY.items() if v == job.vendor and k in context.selected_asset_keys]
+        try:
+            results = list(_materializations(job, keys, context))
+        except Exception as error:  # the load is in; only its report could not be read
+            context.log.warning(f"{job.vendor}: load report failed:\n{''.join(traceback.format_exception(error))}")
+            results = [dg.MaterializeResult(asset_key=k, metadata={"report_failed": str(error)}) for k in keys]
+        yield from results
     if failed:
         # The vendors that loaded stay loaded (their cursors moved); a retry of this step
         # loads only the ones named here.
@@ -172,20 +184,28 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         )
 
 
-def _resources_to_load(context: dg.AssetExecutionContext) -> dict[str, list[str]]:
-    """{vendor: [resource]} of the selected assets, leaving out, on a retry of the step, the
-    vendors it already loaded in this run."""
+def _failure(context: dg.AssetExecutionContext, vendor: str, doing: str, error: BaseException) -> str:
+    """Log a vendor's failure with its traceback; the one line the step's failure names."""
+    context.log.error(f"{vendor}: {doing} failed:\n{''.join(traceback.format_exception(error))}")
+    return f"{doing} failed: {error}"
+
+
+def _resources_to_load(context: dg.AssetExecutionContext) -> tuple[dict[str, list[str]], list[dg.AssetKey]]:
+    """{vendor: [resource]} of the selected assets and, on a retry of the step, the keys of the
+    vendors it already loaded in this run (left out of the first)."""
     wanted: dict[str, list[str]] = {}
     for key in context.selected_asset_keys:
         vendor, resource = RESOURCES_BY_KEY[key]
         wanted.setdefault(vendor, []).append(resource)
+    loaded_before: list[dg.AssetKey] = []
     if context.retry_number:
         for vendor in list(wanted):
             keys = [k for k in context.selected_asset_keys if RESOURCES_BY_KEY[k][0] == vendor]
             if all(_materialized_in_run(context, key) for key in keys):
                 context.log.info(f"{vendor}: loaded by an earlier attempt of this run; not read again")
                 del wanted[vendor]
-    return wanted
+                loaded_before += keys
+    return wanted, loaded_before
 
 
 def _materialized_in_run(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
@@ -211,8 +231,6 @@ def _materializations(
     with pipeline.sql_client() as client:
         quarantined = _quarantined_by_resource(client, load_ids)
         for key in keys:
-            if key not in context.selected_asset_keys:
-                continue
             table = key.path[-1]
             metadata: dict = {
                 "rows_loaded": dg.MetadataValue.int(job.row_counts.get(table, 0)),
