@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import dlt
 import duckdb
@@ -33,7 +32,7 @@ import pyarrow  # noqa: F401
 from dlt.common.pipeline import LoadInfo, NormalizeInfo
 from dlt.sources import DltSource
 
-from ingestion.pipelines import LOADER_FILE_FORMAT
+from ingestion.pipelines import LOADER_FILE_FORMAT, warehouse_of
 
 
 @dataclass
@@ -93,7 +92,7 @@ def load_concurrently(jobs: Iterable[VendorLoad]) -> Iterator[VendorLoad]:
     # One connection per warehouse held open throughout: DuckDB shuts its in-process database
     # down when the last connection closes (after each write), and a reader opening one at that
     # moment would meet the file's lock, held by this very process.
-    held = [duckdb.connect(str(path)) for path in {_warehouse(job.pipeline) for job in jobs}]
+    held = [duckdb.connect(str(path)) for path in {warehouse_of(job.pipeline) for job in jobs}]
     try:
         done: queue.Queue[VendorLoad] = queue.Queue()
         for job in jobs:
@@ -106,7 +105,3 @@ def load_concurrently(jobs: Iterable[VendorLoad]) -> Iterator[VendorLoad]:
     finally:
         for connection in held:
             connection.close()
-
-
-def _warehouse(pipeline: dlt.Pipeline) -> Path:
-    return Path(pipeline.destination.config_params["credentials"])

@@ -72,7 +72,11 @@ def restore_state(pipeline: dlt.Pipeline) -> None:
     _retire_primary_keys(pipeline, RETIRED_PRIMARY_KEYS.get(pipeline.dataset_name.removeprefix("raw_"), {}))
 
 
+def warehouse_of(pipeline: dlt.Pipeline) -> Path:
+    """The DuckDB file `pipeline` loads into."""
+    return Path(pipeline.destination.config_params["credentials"])
+
+
 def load(source: DltSource, pipeline: dlt.Pipeline) -> LoadInfo:
     """Run `source` into the pipeline's warehouse, never writing a record of an erased person."""
-    warehouse = Path(pipeline.destination.config_params["credentials"])
-    return pipeline.run(drop_erased(source, warehouse), loader_file_format=LOADER_FILE_FORMAT)
+    return pipeline.run(drop_erased(source, warehouse_of(pipeline)), loader_file_format=LOADER_FILE_FORMAT)

@@ -125,6 +125,7 @@ RESOURCES_BY_KEY: dict[dg.AssetKey, tuple[str, str]] = {
     key: (vendor, name) for vendor, (_, resources) in _BUILT.items() for key, name in resources.items()
 }
 RAW_KEYS: list[dg.AssetKey] = list(RESOURCES_BY_KEY)
+KEYS_BY_VENDOR: dict[str, list[dg.AssetKey]] = {vendor: list(resources) for vendor, (_, resources) in _BUILT.items()}
 
 
 @dg.multi_asset(
@@ -168,11 +169,11 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         context.log.info(
             f"{job.vendor}: {rows:,} rows read in {job.read_seconds:.1f} s, written in {job.write_seconds:.1f} s"
         )
-        keys = [k for k, (v, _) in RESOURCES_BY_KEY.items() if v == job.vendor and k in context.selected_asset_keys]
+        keys = [k for k in KEYS_BY_VENDOR[job.vendor] if k in context.selected_asset_keys]
         try:
             results = list(_materializations(job, keys, context))
         except Exception as error:  # the load is in; only its report could not be read
-            context.log.warning(f"{job.vendor}: load report failed:\n{''.join(traceback.format_exception(error))}")
+            context.log.warning(f"{job.vendor}: load report failed:\n{_traceback(error)}")
             results = [dg.MaterializeResult(asset_key=k, metadata={"report_failed": str(error)}) for k in keys]
         yield from results
     if failed:
@@ -186,8 +187,12 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 def _failure(context: dg.AssetExecutionContext, vendor: str, doing: str, error: BaseException) -> str:
     """Log a vendor's failure with its traceback; the one line the step's failure names."""
-    context.log.error(f"{vendor}: {doing} failed:\n{''.join(traceback.format_exception(error))}")
+    context.log.error(f"{vendor}: {doing} failed:\n{_traceback(error)}")
     return f"{doing} failed: {error}"
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(error))
 
 
 def _resources_to_load(context: dg.AssetExecutionContext) -> tuple[dict[str, list[str]], list[dg.AssetKey]]:
@@ -200,7 +205,7 @@ def _resources_to_load(context: dg.AssetExecutionContext) -> tuple[dict[str, lis
     loaded_before: list[dg.AssetKey] = []
     if context.retry_number:
         for vendor in list(wanted):
-            keys = [k for k in context.selected_asset_keys if RESOURCES_BY_KEY[k][0] == vendor]
+            keys = [k for k in KEYS_BY_VENDOR[vendor] if k in context.selected_asset_keys]
             if all(_materialized_in_run(context, key) for key in keys):
                 context.log.info(f"{vendor}: loaded by an earlier attempt of this run; not read again")
                 del wanted[vendor]
