@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.measure import run_measured
+from benchmarks.measure import Sample, run_measured
 from orchestration.demo import generate_world
 from sandbox.server.ratelimit import DEFAULT_LIMITS
 
@@ -51,7 +51,7 @@ def _night(directory: Path, seed: int, customers: int, days: int, *extra: str) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "ACTIVATION__", "TESSERA_"))}
     env["TESSERA_DATA_DIR"] = str(directory / "data")
     with log.open("w") as out:
-        measured = run_measured(cmd, env=env, stdout=out, stderr=out, exclude=_is_sandbox_server)
+        measured = run_measured(cmd, env=env, stdout=out, stderr=out, exclude=_is_sandbox_server, keep_samples=True)
     text = log.read_text()
     if measured.returncode != 0:
         raise RuntimeError(f"the night failed (exit {measured.returncode}); its log is {log}:\n{text[-3000:]}")
@@ -61,9 +61,38 @@ def _night(directory: Path, seed: int, customers: int, days: int, *extra: str) -
         "job_seconds": float(job.group(1)) if job else None,
         "command_seconds": round(measured.seconds, 1),
         "peak_gib": round(measured.peak_gib, 2),
+        "peak_processes": _gib_by_label(measured.peak),
+        "peak_by_step": _peak_by_step(directory / "data" / "dagster_home", measured.samples),
         "slowest_steps": slowest.group(1) if slowest else "",
         "log": str(log),
     }
+
+
+def _gib_by_label(sample: Sample | None) -> dict[str, float]:
+    """A sample's memory by process label, largest first, in GiB."""
+    by_label: dict[str, int] = {}
+    for label, rss in sample.processes if sample else []:
+        by_label[label] = by_label.get(label, 0) + rss
+    return {label: round(rss / 2**30, 2) for label, rss in sorted(by_label.items(), key=lambda kv: -kv[1])}
+
+
+def _peak_by_step(home: Path, samples: list[Sample], top: int = 6) -> dict[str, dict]:
+    """The highest summed RSS sampled while each step of the night's run ran (the in-process
+    executor runs one step at a time), with the processes that held it; the `top` highest
+    steps, and whatever peaked outside every step (start-up, the closing summary)."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="nightly"), limit=1)
+        stats = instance.get_run_step_stats(runs[0].run_id) if runs else []
+    spans = [(s.step_key, s.start_time, s.end_time) for s in stats if s.start_time and s.end_time]
+    peaks: dict[str, Sample] = {}
+    for sample in samples:
+        step = next((key for key, start, end in spans if start <= sample.at <= end), "(outside every step)")
+        if step not in peaks or sample.total > peaks[step].total:
+            peaks[step] = sample
+    highest = sorted(peaks.items(), key=lambda kv: -kv[1].total)[:top]
+    return {step: {"gib": round(s.total / 2**30, 2), "processes": _gib_by_label(s)} for step, s in highest}
 
 
 def _unthrottled(world: Path) -> Path:
@@ -74,8 +103,9 @@ def _unthrottled(world: Path) -> Path:
     return path
 
 
-def run(directory: Path, seed: int, customers: int, days: int) -> dict:
-    """Night 1 (unless `directory` already holds a night of this world), then the next night."""
+def run(directory: Path, seed: int, customers: int, days: int, first_night_only: bool = False) -> dict:
+    """Night 1 (unless `directory` already holds a night of this world), then the next night
+    (unless `first_night_only`: a history load to prepare now and time the next night later)."""
     report: dict = {"customers": customers, "days": days}
     if not (directory / "data" / "warehouse.duckdb").exists():
         if customers in NIGHT_TARGET_SECONDS:
@@ -90,6 +120,8 @@ def run(directory: Path, seed: int, customers: int, days: int) -> dict:
                 report["first_night"] = {**_night(directory, seed, customers, days), "unthrottled": True}
             finally:
                 limits.unlink()
+    if first_night_only:
+        return report
     report["next_night"] = _night(directory, seed, customers, days, "--advance-days", "1")
     return report
 
@@ -99,6 +131,13 @@ def target_seconds(customers: int) -> float | None:
     if customers in NIGHT_TARGET_SECONDS:
         return NIGHT_TARGET_SECONDS[customers]
     return LARGE_TARGET_SECONDS if customers >= 1_000_000 else None
+
+
+def _processes_text(gib_by_label: dict[str, float], least: float = 0.05) -> str:
+    """The processes holding at least `least` GiB, then how much the rest hold together."""
+    shown = [f"{label} {gib:.2f} GiB" for label, gib in gib_by_label.items() if gib >= least]
+    rest = sum(gib for gib in gib_by_label.values() if gib < least)
+    return ", ".join(shown + ([f"{len(gib_by_label) - len(shown)} others {rest:.2f} GiB"] if rest else []))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,12 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep", type=Path, help="keep the world and warehouse here; a later call plays the next night"
     )
+    parser.add_argument(
+        "--first-night-only",
+        action="store_true",
+        help="with --keep: play night 1 (the history load) and stop; a later call times the next night",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         directory = (args.keep or Path(tmp)).resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        report = run(directory, args.seed, args.customers, args.days)
+        report = run(directory, args.seed, args.customers, args.days, args.first_night_only)
     if args.json:
         print(json.dumps(report))
         return 0
@@ -132,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             if n.get("unthrottled"):
                 print(f"{'':>12}  (a history load, served without the vendors' rate limits)")
+            print(f"{'':>12}  at the peak: {_processes_text(n['peak_processes'])}")
+            for step, peak in n["peak_by_step"].items():
+                print(f"{'':>12}  {peak['gib']:5.2f} GiB during {step}: {_processes_text(peak['processes'])}")
     target = target_seconds(args.customers)
-    if target is not None:
+    if target is not None and "next_night" in report:
         # At demo size every night counts; at 1M the first night is a history load, not a night.
         demo_size = args.customers in NIGHT_TARGET_SECONDS
         nights = [report[n] for n in ("first_night", "next_night") if n in report and (demo_size or n == "next_night")]

@@ -7,6 +7,7 @@ import re
 import duckdb
 
 from benchmarks import nightly_run
+from benchmarks.measure import process_label
 
 
 def test_tiny_world_reports_a_first_and_a_next_night(capsys, tmp_path):
@@ -22,6 +23,10 @@ def test_tiny_world_reports_a_first_and_a_next_night(capsys, tmp_path):
         job, command, peak = map(float, match.groups())
         assert 0 < job < command, "the job is timed inside the whole command"
         assert 0 < peak < 8, "peak memory without the sandbox server"
+    # the peak is broken down by process, and by the step that ran when each step's peak was sampled
+    assert re.search(r"^ *at the peak: python -m orchestration\.demo \d+\.\d\d GiB", out, re.M), out
+    assert len(re.findall(r"^ *\d+\.\d\d GiB during [^:]+: python -m orchestration\.demo", out, re.M)) == 2 * 6, out
+    assert re.search(r"GiB during dbt_models: .*dbt build \d+\.\d\d GiB", out), "dbt's own process is counted"
     assert "target" not in out, "no target is set for this size"
     assert "(a history load, served without the vendors' rate limits)" in out, out
     assert not (tmp_path / "data" / "sandbox" / "limits.json").exists(), "the next night meets every limit"
@@ -36,3 +41,12 @@ def test_targets_are_the_issues():
     assert nightly_run.target_seconds(3000) == 120
     assert nightly_run.target_seconds(1_000_000) == 15 * 60
     assert nightly_run.target_seconds(150) is None
+
+
+def test_processes_are_named_by_what_they_run():
+    assert (
+        process_label(["/x/.venv/bin/python", "-m", "orchestration.demo", "--seed", "1"])
+        == "python -m orchestration.demo"
+    )
+    assert process_label(["/x/.venv/bin/python", "/x/.venv/bin/dbt", "build", "--select", "m"]) == "dbt build"
+    assert process_label(["duckdb"]) == "duckdb"
