@@ -174,6 +174,34 @@ def test_member_lookup_takes_the_cheaper_of_pages_and_single_reads(sandbox) -> N
     api.close()
 
 
+def test_a_page_weighs_as_much_as_the_single_reads_it_replaces(sandbox) -> None:
+    """Pages are dear (a full one carries 1000 members): twice as many addresses as pages, with
+    a page costing four single reads, are still read one by one after the first page."""
+    total = get(sandbox, "/members", count=1).json()["total_items"]
+    pages = -(-total // 20)
+    everyone = [m["email_address"] for m in get(sandbox, "/members", count=1000).json()["members"]]
+    wanted = everyone[-2 * pages :]  # none of them on the first page
+    api = MailchimpApi(f"{sandbox.vendor_url('mailchimp')}/3.0", api_key(sandbox), policy=FAST)
+    directory = MemberDirectory(api, list_id(sandbox), page_size=20, page_cost=4)
+    assert set(directory.lookup(wanted)) == {md5(e) for e in wanted}
+    assert api.requests == 1 + len(wanted), "the first page (for the audience's size), then one read each"
+    # Counted as plain calls the same lookup walks the pages.
+    before = api.requests
+    assert set(MemberDirectory(api, list_id(sandbox), page_size=20, page_cost=1).lookup(wanted)) == {
+        md5(e) for e in wanted
+    }
+    assert api.requests - before == pages
+    api.close()
+
+
+def test_listing_costs_twenty_single_reads_a_full_page_and_never_less_than_a_call_a_page() -> None:
+    directory = MemberDirectory(None, "list")  # type: ignore[arg-type]
+    assert directory._listing_cost(350_000) == 7000
+    assert directory._listing_cost(200) == 4, "a short page carries fewer members"
+    assert directory._listing_cost(10) == 1
+    assert MemberDirectory(None, "list", page_size=20)._listing_cost(100) == 5  # type: ignore[arg-type]
+
+
 # --------------------------------------------------------------------------------------------
 # upsert: consent first
 # --------------------------------------------------------------------------------------------

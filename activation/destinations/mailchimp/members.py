@@ -4,9 +4,13 @@ as Mailchimp allows.
 Mailchimp has no bulk lookup by address (search-members takes one query at a time), so there
 are two ways: read the whole audience, 1000 members a call, or read each member
 (`GET /lists/{id}/members/{hash}`). The first listing page says how big the audience is; the
-rest is read whichever way costs fewer calls: the remaining pages, or one call per address
-still unknown. The audience size is remembered, so a later lookup of a handful of addresses
-starts with the single-member reads.
+rest is read whichever way costs less: the remaining pages, or one call per address still
+unknown. Calls are not equal: a page carries a thousand members' merge fields and tags, and
+answering and parsing one costs about what 20 single reads do (measured against the sandbox:
+0.14 s a page, 7.5 ms a member). Counted as calls, a night's few thousand changed members of a
+350,000-member audience walked all 350 pages, twice per audience (removals, then upserts).
+The audience size is remembered, so a later lookup of a handful of addresses starts with the
+single-member reads.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 from activation.destinations.mailchimp.http import MailchimpApi, raise_for_problem
 
 PAGE_SIZE = 1000  # Mailchimp's maximum `count`
+PAGE_COST = 20.0  # single-member reads a full page costs (see above)
 _FIELDS = ("email_address", "status", "merge_fields", "tags")
 
 
@@ -50,10 +55,14 @@ class MemberState:
 class MemberDirectory:
     """Looks members of one audience up by address."""
 
-    def __init__(self, api: MailchimpApi, list_id: str, page_size: int = PAGE_SIZE) -> None:
+    def __init__(
+        self, api: MailchimpApi, list_id: str, page_size: int = PAGE_SIZE, page_cost: float | None = None
+    ) -> None:
         self._api = api
         self._list_id = list_id
         self._page_size = page_size
+        # What a full page costs, in single reads; a page's cost grows with the members it carries.
+        self._page_cost = page_cost if page_cost is not None else PAGE_COST * page_size / PAGE_SIZE
         self._audience_size: int | None = None
 
     def lookup(self, emails: Iterable[str]) -> dict[str, MemberState]:
@@ -63,12 +72,12 @@ class MemberDirectory:
         if not wanted:
             return {}
         found: dict[str, MemberState] = {}
-        if self._audience_size is None or self._pages(self._audience_size) <= len(wanted):
+        if self._audience_size is None or self._listing_cost(self._audience_size) <= len(wanted):
             total = self._read_page(0, wanted, found)
             self._audience_size = total
             remaining = list(range(self._page_size, total, self._page_size))
             unknown = wanted - found.keys()
-            if len(remaining) < len(unknown):
+            if self._listing_cost(total - self._page_size) < len(unknown):
                 for page in self._api.parallel(self._page, remaining):
                     _keep(page, wanted, found)
                 return found
@@ -80,8 +89,10 @@ class MemberDirectory:
                 found[hash_] = state
         return found
 
-    def _pages(self, size: int) -> int:
-        return max(1, math.ceil(size / self._page_size))
+    def _listing_cost(self, members: int) -> float:
+        """What listing `members` members costs, in single reads: at least one per page."""
+        pages = max(0, math.ceil(members / self._page_size))
+        return max(pages, self._page_cost * members / self._page_size)
 
     def _page(self, offset: int) -> dict[str, Any]:
         response = self._api.call(
