@@ -25,6 +25,9 @@ from activation.privacy.person import Person
 from ingestion.common.erasure import is_person_column
 
 PENDING_DIRS = ("load/new", "load/normalized", "normalize/extracted")
+# The rewrite streams table by table; without a limit DuckDB's buffer pool may grow to 80% of
+# the machine while it copies a multi-gigabyte warehouse, beside the nightly run's own memory.
+COMPACT_MEMORY_LIMIT = "2GB"
 
 
 def delete_completed_packages(pipelines_dir: Path) -> int:
@@ -108,9 +111,10 @@ def compact_warehouse(warehouse: Path) -> int:
     warehouse = Path(warehouse)
     fresh = warehouse.with_name(f".{warehouse.name}.compact-{os.getpid()}")
     fresh.unlink(missing_ok=True)
+    spill = warehouse.with_name(f".{warehouse.name}.compact-tmp")  # where DuckDB spills past the limit
     before = warehouse.stat().st_size
     try:
-        with duckdb.connect() as con:
+        with duckdb.connect(config={"memory_limit": COMPACT_MEMORY_LIMIT, "temp_directory": str(spill)}) as con:
             # Attached under its own name: dbt's views name the `warehouse` catalog.
             con.execute(f"ATTACH '{warehouse}' AS \"{warehouse.stem}\" (READ_ONLY)")
             con.execute(f"ATTACH '{fresh}' AS compacted")
@@ -119,5 +123,6 @@ def compact_warehouse(warehouse: Path) -> int:
     finally:
         fresh.unlink(missing_ok=True)
         Path(f"{fresh}.wal").unlink(missing_ok=True)
+        shutil.rmtree(spill, ignore_errors=True)
     Path(f"{warehouse}.wal").unlink(missing_ok=True)
     return before - warehouse.stat().st_size
