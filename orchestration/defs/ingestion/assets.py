@@ -29,6 +29,7 @@ from ingestion.mailchimp import mailchimp_source
 from ingestion.mixpanel import mixpanel_source
 from ingestion.pipelines import make_pipeline, restore_state
 from ingestion.shopify import shopify_source
+from orchestration.memory import release_freed_memory, released_text
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 from orchestration.retries import VENDOR_CALL_RETRY
 
@@ -161,21 +162,27 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         jobs.append(VendorLoad(source.vendor, drop_tombstoned(dlt_source, tombstone), pipeline))
     context.log.info(f"reading {', '.join(j.vendor for j in jobs)} at once; writing each as its read ends")
 
-    for job in load_concurrently(jobs):
-        if job.error is not None:
-            failed[job.vendor] = _failure(context, job.vendor, job.failed_while, job.error)
-            continue
-        rows = sum(job.row_counts.values())
-        context.log.info(
-            f"{job.vendor}: {rows:,} rows read in {job.read_seconds:.1f} s, written in {job.write_seconds:.1f} s"
-        )
-        keys = [k for k in KEYS_BY_VENDOR[job.vendor] if k in context.selected_asset_keys]
-        try:
-            results = list(_materializations(job, keys, context))
-        except Exception as error:  # the load is in; only its report could not be read
-            context.log.warning(f"{job.vendor}: load report failed:\n{_traceback(error)}")
-            results = [dg.MaterializeResult(asset_key=k, metadata={"report_failed": str(error)}) for k in keys]
-        yield from results
+    try:
+        for job in load_concurrently(jobs):
+            if job.error is not None:
+                failed[job.vendor] = _failure(context, job.vendor, job.failed_while, job.error)
+                continue
+            rows = sum(job.row_counts.values())
+            context.log.info(
+                f"{job.vendor}: {rows:,} rows read in {job.read_seconds:.1f} s, written in {job.write_seconds:.1f} s"
+            )
+            keys = [k for k in KEYS_BY_VENDOR[job.vendor] if k in context.selected_asset_keys]
+            try:
+                results = list(_materializations(job, keys, context))
+            except Exception as error:  # the load is in; only its report could not be read
+                context.log.warning(f"{job.vendor}: load report failed:\n{_traceback(error)}")
+                results = [dg.MaterializeResult(asset_key=k, metadata={"report_failed": str(error)}) for k in keys]
+            yield from results
+    finally:
+        # The rest of the night runs in this process, dbt beside it: what the reads freed
+        # goes back to the machine rather than staying held by the process.
+        jobs.clear()
+        context.log.info(released_text(*release_freed_memory()))
     if failed:
         # The vendors that loaded stay loaded (their cursors moved); a retry of this step
         # loads only the ones named here.
