@@ -54,6 +54,11 @@ def _erase(args: argparse.Namespace) -> int:
         print(f"    deleted {rows:>7,} rows from {table}")
     for name, outcomes in report.destinations.items():
         print(f"    {name}: {outcomes or 'nothing to erase'}")
+        if set(outcomes) - {"ok"}:
+            print(
+                f"    {name}: deletions not accepted are kept in privacy.platform_erasures_pending; "
+                "the nightly run asks again"
+            )
     print(
         f"load packages deleted: {batch.packages_deleted}; pending records scrubbed: "
         f"{batch.pending_records_scrubbed}; analysts' copy republished: {batch.analysts_copy_republished}"

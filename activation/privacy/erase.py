@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from activation.destinations.base import Destination
-from activation.privacy import files, tombstone
+from activation.privacy import files, platform_retries, tombstone
 from activation.privacy.person import Person, parse_identifier, resolve_all
 from activation.privacy.rows import delete_rows
 from ingestion.common.erasure import identifier_hash
@@ -109,18 +109,36 @@ def pending_requests(warehouse: Path) -> list[ErasureRequest]:
     return out
 
 
-def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str]) -> dict[str, dict[str, int]]:
-    results: dict[str, dict[str, int]] = {}
+@dataclass
+class PlatformAnswers:
+    """What the platforms answered for one person: counts by outcome per platform, and the
+    (platform, address, error) of each deletion that did not go through."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    failed: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str]) -> PlatformAnswers:
+    answers = PlatformAnswers()
     for destination in destinations:
         counts: dict[str, int] = {}
         if emails:
             try:
-                for outcome in destination.erase(emails):
-                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                outcomes = destination.erase(emails)
             except Exception as exc:  # one platform down must not keep the warehouse holding the person
                 counts[f"failed: {type(exc).__name__}"] = len(emails)
-        results[destination.name] = counts
-    return results
+                answers.failed += [(destination.name, e, f"{type(exc).__name__}: {exc}") for e in emails]
+            else:
+                for outcome in outcomes:
+                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
+                    if outcome.status != "ok":
+                        answers.failed.append((destination.name, outcome.email, outcome.error or outcome.status))
+                answered = {o.email for o in outcomes}
+                answers.failed += [
+                    (destination.name, e, "no answer for this address") for e in emails if e not in answered
+                ]
+        answers.counts[destination.name] = counts
+    return answers
 
 
 def _tell_destinations(
@@ -128,8 +146,8 @@ def _tell_destinations(
     people: Sequence[Person],
     progress: Callable[[str], None],
     stop: threading.Event,
-) -> list[dict[str, dict[str, int]]]:
-    """Ask every destination to delete each person, until `stop` is set; their outcomes,
+) -> list[PlatformAnswers]:
+    """Ask every destination to delete each person, until `stop` is set; their answers,
     person by person."""
     outcomes = []
     told = time.monotonic()
@@ -173,13 +191,15 @@ def _erase_in_warehouse(
         )
         outcomes_per_person = told.result()
     reports = []
-    for (request, _), person, rows, outcomes in zip(
+    for (request, _), person, rows, answers in zip(
         requests, people, deleted.per_person, outcomes_per_person, strict=True
     ):
         email_hash = identifier_hash(request.email) if request.email else None
-        tombstone.record(con, request.request_id, email_hash, request.requested_at, person, rows, outcomes)
+        tombstone.record(con, request.request_id, email_hash, request.requested_at, person, rows, answers.counts)
+        # A platform that did not delete the person is asked again by every later run.
+        platform_retries.remember(con, [(d, email, request.request_id, why) for d, email, why in answers.failed])
         counts = (len(person.customer_ids), len(person.identifiers))
-        reports.append(ErasureReport(request.request_id, *counts, rows, outcomes))
+        reports.append(ErasureReport(request.request_id, *counts, rows, answers.counts))
     return people, reports, deleted.per_table
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from activation.destinations.base import Outcome
 from activation.privacy import erase as erase_module
+from activation.privacy import platform_retries
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
 from activation.privacy.person import resolve, resolve_all
 
@@ -255,3 +256,51 @@ def test_a_failing_delete_stops_asking_the_platforms_and_leaves_every_request_pe
         erase_requests(warehouse, _requests(warehouse), destinations=[platform])
     assert platform.calls == [[ANA]], "the platforms were asked about people after the delete failed"
     assert [r.request_id for r in pending_requests(warehouse)] == ["r_ana", "r_ben", "r_bad"]
+
+
+class _Refusing(_Recording):
+    """A platform that refuses Ana's deletion and is down for everyone else."""
+
+    def erase(self, emails):
+        self.calls.append(list(emails))
+        if ANA in [e.lower() for e in emails]:
+            return [Outcome(e, "rejected", "profile locked") for e in emails]
+        raise ConnectionError("platform down")
+
+
+def test_deletions_a_platform_did_not_accept_are_asked_again_until_it_does(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    refusing = _Refusing()
+    batch = erase_requests(warehouse, _requests(warehouse), destinations=[refusing])
+
+    # The warehouse does not wait for the platform: both people are gone and their requests done.
+    assert [r.request_id for r in batch.requests] == ["r_ana", "r_ben"]
+    assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
+    with duckdb.connect(str(warehouse)) as con:
+        assert platform_retries.pending(con) == {"recording": [(ANA, "r_ana"), (BEN, "r_ben")]}
+        errors = dict(con.execute(f"SELECT email, error FROM {platform_retries.TABLE}").fetchall())
+    assert errors == {ANA: "profile locked", BEN: "ConnectionError: platform down"}
+
+    # Still refusing: both stay, with a second attempt counted.
+    told: list[str] = []
+    assert platform_retries.retry(str(warehouse), [_Refusing()], told.append) == {
+        "recording": {"deleted": 0, "still_pending": 2}
+    }
+    assert told == ["recording: 0 earlier deletion(s) now accepted, 2 still pending"]
+    with duckdb.connect(str(warehouse)) as con:
+        assert con.execute(f"SELECT max(attempts) FROM {platform_retries.TABLE}").fetchall() == [(2,)]
+
+    # A platform not configured now keeps its addresses; once it accepts, nothing is left.
+    assert platform_retries.retry(str(warehouse), []) == {}
+    assert platform_retries.waiting(str(warehouse)) == 2
+    healthy = _Recording()
+    assert platform_retries.retry(str(warehouse), [healthy]) == {"recording": {"deleted": 2, "still_pending": 0}}
+    assert healthy.calls == [[ANA, BEN]]
+    assert platform_retries.waiting(str(warehouse)) == 0
+    assert platform_retries.retry(str(warehouse), [healthy]) == {} and len(healthy.calls) == 1
+
+
+def test_a_platform_that_accepts_every_deletion_leaves_nothing_pending(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    erase_requests(warehouse, _requests(warehouse), destinations=[_Recording()])
+    assert platform_retries.waiting(str(warehouse)) == 0

@@ -1,0 +1,113 @@
+"""Platform deletions that did not go through, kept until a platform confirms them.
+
+An erasure deletes the person from the warehouse whatever the email platforms answer: one
+platform down must not keep the warehouse holding them. But a platform that answered with an
+error, or not at all, still holds the person, and the request is processed (its rows are gone,
+so it cannot be resolved again). `privacy.platform_erasures_pending` keeps, per platform, the
+addresses still to delete there: the least personal data that can finish the job (a platform
+deletes by address), and only until the platform accepts the deletion. Every erasure run asks
+again first, and says what is still pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+
+import duckdb
+
+from activation.destinations.base import Destination
+from ingestion.common.erasure import TOMBSTONE_SCHEMA
+
+TABLE = f"{TOMBSTONE_SCHEMA}.platform_erasures_pending"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {TOMBSTONE_SCHEMA};
+CREATE TABLE IF NOT EXISTS {TABLE} (
+    destination VARCHAR NOT NULL,
+    email VARCHAR NOT NULL,
+    request_id VARCHAR NOT NULL,
+    error VARCHAR,
+    attempts INTEGER NOT NULL,
+    first_failed_at TIMESTAMPTZ NOT NULL,
+    last_tried_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (destination, email)
+);
+"""
+
+Failure = tuple[str, str, str, str]  # destination, email, request id, error
+
+
+def ensure(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(DDL)
+
+
+def remember(con: duckdb.DuckDBPyConnection, failures: Iterable[Failure]) -> None:
+    """Keep these deletions for the next run (a second failure of an address counts an attempt)."""
+    now = datetime.now(tz=UTC)
+    # One row per platform and address (a person's addresses differ only in case, at times).
+    by_key = {(d, e.strip().lower()): (request_id, error) for d, e, request_id, error in failures}
+    rows = [[d, e, request_id, error, now] for (d, e), (request_id, error) in by_key.items()]
+    if not rows:
+        return
+    ensure(con)
+    con.executemany(
+        f"""INSERT INTO {TABLE} VALUES (?, ?, ?, ?, 1, ?, ?)
+            ON CONFLICT (destination, email) DO UPDATE SET
+                error = excluded.error, attempts = attempts + 1, last_tried_at = excluded.last_tried_at""",
+        [[*row, row[-1]] for row in rows],
+    )
+
+
+def pending(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
+    """{destination: [(email, request id)]} still to delete there."""
+    ensure(con)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for destination, email, request_id in con.execute(
+        f"SELECT destination, email, request_id FROM {TABLE} ORDER BY destination, first_failed_at, email"
+    ).fetchall():
+        out.setdefault(destination, []).append((email, request_id))
+    return out
+
+
+def waiting(warehouse: str) -> int:
+    """How many platform deletions are still to go through."""
+    with duckdb.connect(warehouse) as con:
+        return sum(len(entries) for entries in pending(con).values())
+
+
+def retry(
+    warehouse: str,
+    destinations: Sequence[Destination],
+    progress: Callable[[str], None] = lambda message: None,
+) -> dict[str, dict[str, int]]:
+    """Ask each platform again to delete what it still holds; {destination: {"deleted": n,
+    "still_pending": m}}. A platform not among `destinations` (not configured now) keeps its
+    addresses for a later run."""
+    with duckdb.connect(warehouse) as con:
+        waiting = pending(con)
+        results: dict[str, dict[str, int]] = {}
+        for destination in destinations:
+            entries = waiting.get(destination.name, [])
+            if not entries:
+                continue
+            emails = [email for email, _ in entries]
+            try:
+                outcomes = {o.email.strip().lower(): o for o in destination.erase(emails)}
+                why = {e: (o.error or o.status) for e, o in outcomes.items() if o.status != "ok"}
+                why.update({e: "no answer for this address" for e in emails if e not in outcomes})
+            except Exception as exc:  # the platform still down: everyone stays pending
+                why = dict.fromkeys(emails, f"{type(exc).__name__}: {exc}")
+            failed = [
+                (destination.name, email, request_id, why[email]) for email, request_id in entries if email in why
+            ]
+            done = sorted(set(emails) - why.keys())
+            if done:
+                con.execute(
+                    f"DELETE FROM {TABLE} WHERE destination = ? AND email IN (SELECT unnest(?::VARCHAR[]))",
+                    [destination.name, done],
+                )
+            remember(con, failed)
+            results[destination.name] = {"deleted": len(done), "still_pending": len(failed)}
+            progress(f"{destination.name}: {len(done)} earlier deletion(s) now accepted, {len(failed)} still pending")
+    return results
