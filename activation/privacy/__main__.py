@@ -57,7 +57,7 @@ def _erase(args: argparse.Namespace) -> int:
         if set(outcomes) - {"ok"}:
             print(
                 f"    {name}: deletions not accepted are kept in privacy.platform_erasures_pending; "
-                "the nightly run asks again"
+                "the next erasure (the nightly run, or this command) asks again"
             )
     print(
         f"load packages deleted: {batch.packages_deleted}; pending records scrubbed: "

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from activation.privacy import platform_retries
 from activation.privacy.person import parse_identifier, resolve
 from activation.privacy.rows import select_rows
 
@@ -47,12 +48,32 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def platform_deletions(con: duckdb.DuckDBPyConnection, emails: set[str]) -> list[dict[str, Any]]:
+    """The person's deletions still waiting at an email platform (the one table of the privacy
+    schema that holds an address)."""
+    schema, table = platform_retries.TABLE.split(".")
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+    ).fetchall()[0][0]
+    wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
+    if not exists or not wanted:
+        return []
+    cursor = con.execute(
+        f"SELECT * FROM {platform_retries.TABLE} WHERE email IN (SELECT unnest(?::VARCHAR[])) ORDER BY ALL", [wanted]
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
 def build_export(warehouse: Path, email: str | None, identifiers: list[str] = ()) -> dict[str, Any]:
     """The access export as a dict (see the module's docstring)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         person = resolve(con, [email] if email else [], [parse_identifier(i) for i in identifiers])
         # Temp tables are allowed on a read-only connection: they live in memory.
         rows = select_rows(con, person)
+        waiting = platform_deletions(con, person.emails | ({email} if email else set()))
+    if waiting:
+        rows[platform_retries.TABLE] = waiting
     segments = sorted(
         table.split(".", 1)[1] for table in rows if table.startswith("marts.seg_") or table in AUDIENCE_TABLES
     )

@@ -63,6 +63,8 @@ class BatchReport:
     packages_deleted: int = 0
     pending_records_scrubbed: int = 0
     analysts_copy_republished: bool = False
+    # Earlier deletions a platform had not accepted, asked for again: {platform: counts}.
+    platform_retries: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def rows_by_schema(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -131,7 +133,7 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
             else:
                 for outcome in outcomes:
                     counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                    if outcome.status != "ok":
+                    if outcome.status == "rejected":
                         answers.failed.append((destination.name, outcome.email, outcome.error or outcome.status))
                 answered = {o.email for o in outcomes}
                 answers.failed += [
@@ -223,6 +225,8 @@ def erase_requests(
     """Process `requests` everywhere; see the module's docstring for the order of things.
     `progress` is told what was done, step by step."""
     batch = BatchReport()
+    # Earlier deletions a platform did not accept go first: the person is already gone here.
+    batch.platform_retries = platform_retries.retry(str(warehouse), destinations, progress)
     # A request that cannot be read waits for a fixed copy; it must not hold up the others.
     usable = []
     for request in requests:
@@ -230,33 +234,36 @@ def erase_requests(
             usable.append((request, _parsed(request)))
         except ValueError as exc:
             batch.rejected[request.request_id] = str(exc)
-    if not usable:
+    if not usable and not any(r["deleted"] for r in batch.platform_retries.values()):
         return batch
-    with duckdb.connect(str(warehouse)) as con:
-        tombstone.ensure(con)
-        # One transaction: a crash anywhere leaves every request pending, with its rows still
-        # there to resolve it from, and the next run does it whole (destinations' deletes are
-        # idempotent). Committed piecemeal, a half-deleted person would resolve to less.
-        con.execute("BEGIN TRANSACTION")
-        try:
-            people, batch.requests, batch.rows_deleted = _erase_in_warehouse(con, usable, destinations, progress)
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a dead connection must not hide why
-                con.execute("ROLLBACK")
-            raise
-        con.execute("COMMIT")
-        con.execute("CHECKPOINT")
-    # Deleted rows stay readable in the file's free blocks until reused: rewrite it.
+    people: list[Person] = []
+    if usable:
+        with duckdb.connect(str(warehouse)) as con:
+            tombstone.ensure(con)
+            # One transaction: a crash anywhere leaves every request pending, with its rows still
+            # there to resolve it from, and the next run does it whole (destinations' deletes are
+            # idempotent). Committed piecemeal, a half-deleted person would resolve to less.
+            con.execute("BEGIN TRANSACTION")
+            try:
+                people, batch.requests, batch.rows_deleted = _erase_in_warehouse(con, usable, destinations, progress)
+            except BaseException:
+                with contextlib.suppress(duckdb.Error):  # a dead connection must not hide why
+                    con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+            con.execute("CHECKPOINT")
+    # Deleted rows (and addresses a platform has now deleted) stay readable in the file's free
+    # blocks until reused: rewrite it.
     started = time.monotonic()
     freed = files.compact_warehouse(Path(warehouse))
     progress(
         f"warehouse file rewritten without the deleted rows ({freed / 2**20:,.0f} MiB smaller) "
         f"in {time.monotonic() - started:.1f} s"
     )
-    if pipelines_dir is not None and Path(pipelines_dir).exists():
+    if pipelines_dir is not None and Path(pipelines_dir).exists() and people:
         batch.packages_deleted = files.delete_completed_packages(Path(pipelines_dir))
         batch.pending_records_scrubbed = files.scrub_pending_packages(Path(pipelines_dir), Person.union(people))
-    if analysts_copy is not None and analysts_copy.exists():
+    if analysts_copy is not None and analysts_copy.exists() and people:
         _republish(warehouse, analysts_copy)
         files.remove_stale_copies(analysts_copy)
         batch.analysts_copy_republished = True

@@ -111,7 +111,7 @@ def compact_warehouse(warehouse: Path) -> int:
     warehouse = Path(warehouse)
     fresh = warehouse.with_name(f".{warehouse.name}.compact-{os.getpid()}")
     fresh.unlink(missing_ok=True)
-    spill = warehouse.with_name(f".{warehouse.name}.compact-tmp")  # where DuckDB spills past the limit
+    spill = warehouse.with_name(f".{warehouse.name}.compact-tmp-{os.getpid()}")  # DuckDB spills here
     before = warehouse.stat().st_size
     try:
         with duckdb.connect(config={"memory_limit": COMPACT_MEMORY_LIMIT, "temp_directory": str(spill)}) as con:

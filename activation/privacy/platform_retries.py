@@ -6,7 +6,12 @@ error, or not at all, still holds the person, and the request is processed (its 
 so it cannot be resolved again). `privacy.platform_erasures_pending` keeps, per platform, the
 addresses still to delete there: the least personal data that can finish the job (a platform
 deletes by address), and only until the platform accepts the deletion. Every erasure run asks
-again first, and says what is still pending.
+again first (`erase.erase_requests`), and says what is still pending; an access request shows
+the person their row here.
+
+Only platforms Tessera is configured for are asked (and remembered). A platform without
+settings on the night is named in the step's warnings and metadata, not remembered: keeping
+addresses for a platform the shop may never connect would hold personal data for nothing.
 """
 
 from __future__ import annotations

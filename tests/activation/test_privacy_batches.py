@@ -18,6 +18,7 @@ import pytest
 from activation.destinations.base import Outcome
 from activation.privacy import erase as erase_module
 from activation.privacy import platform_retries
+from activation.privacy.access import build_export
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
 from activation.privacy.person import resolve, resolve_all
 
@@ -290,17 +291,47 @@ def test_deletions_a_platform_did_not_accept_are_asked_again_until_it_does(tmp_p
     with duckdb.connect(str(warehouse)) as con:
         assert con.execute(f"SELECT max(attempts) FROM {platform_retries.TABLE}").fetchall() == [(2,)]
 
+    # The person may ask what is held about them: the address waiting at the platform.
+    (waiting,) = build_export(warehouse, ANA)["tables"][platform_retries.TABLE]
+    assert (waiting["destination"], waiting["email"], waiting["request_id"]) == ("recording", ANA, "r_ana")
+
     # A platform not configured now keeps its addresses; once it accepts, nothing is left.
     assert platform_retries.retry(str(warehouse), []) == {}
     assert platform_retries.waiting(str(warehouse)) == 2
+    # A night without new requests: the accepted addresses go, and the file is rewritten so
+    # their bytes go with them.
     healthy = _Recording()
-    assert platform_retries.retry(str(warehouse), [healthy]) == {"recording": {"deleted": 2, "still_pending": 0}}
+    told.clear()
+    batch = erase_requests(warehouse, [], destinations=[healthy], progress=told.append)
+    assert batch.platform_retries == {"recording": {"deleted": 2, "still_pending": 0}}
     assert healthy.calls == [[ANA, BEN]]
     assert platform_retries.waiting(str(warehouse)) == 0
+    assert any(line.startswith("warehouse file rewritten") for line in told), told
     assert platform_retries.retry(str(warehouse), [healthy]) == {} and len(healthy.calls) == 1
+    assert platform_retries.TABLE not in build_export(warehouse, ANA)["tables"]
+    # Nothing deleted, nothing to rewrite.
+    told.clear()
+    erase_requests(warehouse, [], destinations=[healthy], progress=told.append)
+    assert told == []
 
 
 def test_a_platform_that_accepts_every_deletion_leaves_nothing_pending(tmp_path):
     warehouse = _warehouse(tmp_path / "warehouse.duckdb")
     erase_requests(warehouse, _requests(warehouse), destinations=[_Recording()])
     assert platform_retries.waiting(str(warehouse)) == 0
+
+
+class _Silent(_Recording):
+    """A platform whose answer leaves out the addresses it was asked about."""
+
+    def erase(self, emails):
+        self.calls.append(list(emails))
+        return []
+
+
+def test_an_address_the_platform_did_not_answer_for_stays_pending(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    erase_requests(warehouse, _requests(warehouse), destinations=[_Silent()])
+    with duckdb.connect(str(warehouse)) as con:
+        errors = dict(con.execute(f"SELECT email, error FROM {platform_retries.TABLE}").fetchall())
+    assert errors == {ANA: "no answer for this address", BEN: "no answer for this address"}

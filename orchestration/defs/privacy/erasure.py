@@ -42,8 +42,6 @@ def erased_identifiers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     destinations, unavailable = available_destinations() if requests or left_at_platforms else ([], {})
     for name, reason in unavailable.items():
         context.log.warning(f"erasures not sent to {name}: {reason}")
-    # Earlier deletions a platform did not accept go first: the person is already gone here.
-    retried = platform_retries.retry(str(warehouse.path), destinations, context.log.info) if left_at_platforms else {}
     batch = erase_requests(
         warehouse.path,
         requests,
@@ -68,7 +66,7 @@ def erased_identifiers(context: dg.AssetExecutionContext, warehouse: WarehouseRe
             "rows_deleted_per_schema": dg.MetadataValue.json(batch.rows_by_schema()),
             "destinations": dg.MetadataValue.json({r.request_id: r.destinations for r in batch.requests}),
             "destinations_unavailable": dg.MetadataValue.json(unavailable),
-            "platform_deletions_retried": dg.MetadataValue.json(retried),
+            "platform_deletions_retried": dg.MetadataValue.json(batch.platform_retries),
             "platform_deletions_pending": still_at_platforms,
             "load_packages_deleted": batch.packages_deleted,
             "analysts_copy_republished": batch.analysts_copy_republished,
