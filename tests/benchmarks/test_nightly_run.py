@@ -24,9 +24,13 @@ def test_tiny_world_reports_a_first_and_a_next_night(capsys, tmp_path):
         assert 0 < job < command, "the job is timed inside the whole command"
         assert 0 < peak < 8, "peak memory without the sandbox server"
     # the peak is broken down by process, and by the step that ran when each step's peak was sampled
-    assert re.search(r"^ *at the peak: python -m orchestration\.demo \d+\.\d\d GiB", out, re.M), out
+    assert re.search(r"^ *at the job's peak: .*python -m orchestration\.demo \d+\.\d\d GiB", out, re.M), out
     assert len(re.findall(r"^ *\d+\.\d\d GiB during [^:]+: .*python -m orchestration\.demo", out, re.M)) == 2 * 6, out
     assert re.search(r"GiB during dbt_models: .*dbt build \d+\.\d\d GiB", out), "dbt's own process is counted"
+    assert (
+        len(re.findall(r"^ *peak of the whole command \(the demo's closing identity scores included\): \d", out, re.M))
+        == 2
+    )
     assert "target" not in out, "no target is set for this size"
     assert "(a history load, served without the vendors' rate limits)" in out, out
     assert not (tmp_path / "data" / "sandbox" / "limits.json").exists(), "the next night meets every limit"
