@@ -125,20 +125,8 @@ def _erase_at_destinations(destinations: Sequence[Destination], emails: list[str
     for destination in destinations:
         counts: dict[str, int] = {}
         if emails:
-            try:
-                outcomes = destination.erase(emails)
-            except Exception as exc:  # one platform down must not keep the warehouse holding the person
-                counts[f"failed: {type(exc).__name__}"] = len(emails)
-                answers.failed += [(destination.name, e, f"{type(exc).__name__}: {exc}") for e in emails]
-            else:
-                for outcome in outcomes:
-                    counts[outcome.status] = counts.get(outcome.status, 0) + 1
-                    if outcome.status == "rejected":
-                        answers.failed.append((destination.name, outcome.email, outcome.error or outcome.status))
-                answered = {o.email for o in outcomes}
-                answers.failed += [
-                    (destination.name, e, "no answer for this address") for e in emails if e not in answered
-                ]
+            counts, why = platform_retries.ask_to_erase(destination, emails)
+            answers.failed += [(destination.name, email, reason) for email, reason in why.items()]
         answers.counts[destination.name] = counts
     return answers
 

@@ -43,6 +43,35 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
 Failure = tuple[str, str, str, str]  # destination, email, request id, error
 
 
+def ask_to_erase(destination: Destination, emails: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """Ask one platform to delete `emails`: its answers counted by outcome, and why each address
+    it did not accept was not (lower-cased). A refusal, an address left out of the answer, or
+    an error for the whole call counts as not accepted; an answer of `skipped` does not."""
+    try:
+        outcomes = destination.erase(emails)
+    except Exception as exc:  # one platform down must not keep the warehouse holding the person
+        return {f"failed: {type(exc).__name__}": len(emails)}, dict.fromkeys(
+            _keys(emails), f"{type(exc).__name__}: {exc}"
+        )
+    counts: dict[str, int] = {}
+    why: dict[str, str] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        if outcome.status == "rejected":
+            why[_key(outcome.email)] = outcome.error or outcome.status
+    answered = {_key(o.email) for o in outcomes}
+    why.update((key, "no answer for this address") for key in _keys(emails) if key not in answered)
+    return counts, why
+
+
+def _key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _keys(emails: Iterable[str]) -> list[str]:
+    return [_key(e) for e in emails]
+
+
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DDL)
 
@@ -51,7 +80,7 @@ def remember(con: duckdb.DuckDBPyConnection, failures: Iterable[Failure]) -> Non
     """Keep these deletions for the next run (a second failure of an address counts an attempt)."""
     now = datetime.now(tz=UTC)
     # One row per platform and address (a person's addresses differ only in case, at times).
-    by_key = {(d, e.strip().lower()): (request_id, error) for d, e, request_id, error in failures}
+    by_key = {(d, _key(e)): (request_id, error) for d, e, request_id, error in failures}
     rows = [[d, e, request_id, error, now] for (d, e), (request_id, error) in by_key.items()]
     if not rows:
         return
@@ -90,19 +119,14 @@ def retry(
     "still_pending": m}}. A platform not among `destinations` (not configured now) keeps its
     addresses for a later run."""
     with duckdb.connect(warehouse) as con:
-        waiting = pending(con)
+        held = pending(con)
         results: dict[str, dict[str, int]] = {}
         for destination in destinations:
-            entries = waiting.get(destination.name, [])
+            entries = held.get(destination.name, [])
             if not entries:
                 continue
             emails = [email for email, _ in entries]
-            try:
-                outcomes = {o.email.strip().lower(): o for o in destination.erase(emails)}
-                why = {e: (o.error or o.status) for e, o in outcomes.items() if o.status != "ok"}
-                why.update({e: "no answer for this address" for e in emails if e not in outcomes})
-            except Exception as exc:  # the platform still down: everyone stays pending
-                why = dict.fromkeys(emails, f"{type(exc).__name__}: {exc}")
+            _, why = ask_to_erase(destination, emails)
             failed = [
                 (destination.name, email, request_id, why[email]) for email, request_id in entries if email in why
             ]
