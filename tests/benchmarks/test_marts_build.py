@@ -20,6 +20,14 @@ def test_small_world_reports_full_and_incremental_builds(capsys, tmp_path):
         assert match, out
         seconds[run] = float(match.group(1))
         assert 0 < float(match.group(2)) < 8, "peak memory of the dbt process tree"
+        spent = re.search(
+            rf"^ *{run}: .*\n +node time \(summed over dbt's threads\): incremental models (\d+\.\d) s, "
+            r"models rebuilt whole (\d+\.\d) s, data tests (\d+\.\d) s$",
+            out,
+            re.MULTILINE,
+        )
+        assert spent, out
+        assert all(float(part) > 0 for part in spent.groups()), "every kind of node ran"
     ratio = re.search(r"^incremental / full = (\d+\.\d)% -> target 15%: (met|MISSED)$", out, re.MULTILINE)
     assert ratio, out
     assert abs(float(ratio.group(1)) - 100 * seconds["incremental"] / seconds["full"]) < 0.2
