@@ -2,13 +2,13 @@
 
 For a batch of requests, in one transaction: resolve each request's person (`person.resolve_all`),
 delete their rows from every table (raw tables with their dlt child rows and dlt's merge staging
-copies, dbt-built tables, the activation ledger, quarantine tables; `rows.delete_rows`) while
-every destination is asked to delete them (`Destination.erase`), tombstone their hashed identifiers so no
-later load brings them back, and log each request. Each step reads a table once for the whole
-batch, so a backlog of a thousand requests costs little more than one. Then: the warehouse file
-rewritten without the freed blocks that still held the deleted rows, completed dlt load packages
-deleted, pending ones scrubbed, the analysts' copy republished from the cleaned warehouse and its
-leftovers removed.
+copies, dbt-built tables, the activation ledger, quarantine tables; `rows.delete_rows`; and the
+request's own row) while every destination is asked to delete them (`Destination.erase`),
+tombstone their hashed identifiers so no later load brings them back, and log each request. Each
+step reads a table once for the whole batch, so a backlog of a thousand requests costs little
+more than one. Then: the warehouse file rewritten without the freed blocks that still held the
+deleted rows, completed dlt load packages deleted, pending ones scrubbed, the analysts' copy
+republished from the cleaned warehouse and its leftovers removed.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import duckdb
 from activation.destinations.base import Destination
 from activation.privacy import files, platform_retries, tombstone
 from activation.privacy.person import Person, parse_identifier, resolve_all
-from activation.privacy.rows import delete_rows
+from activation.privacy.rows import Deleted, delete_rows
 from ingestion.common.erasure import identifier_hash
 
 REQUESTS_TABLE = "raw_privacy.erasure_requests"
@@ -171,6 +171,7 @@ def _erase_in_warehouse(
         told = pool.submit(_tell_destinations, destinations, people, progress, stop)
         try:
             deleted = delete_rows(con, people)
+            _delete_request_rows(con, [request.request_id for request, _ in requests], deleted)
         except BaseException:
             stop.set()  # the person being sent finishes; nobody else is asked until the retry
             raise
@@ -191,6 +192,56 @@ def _erase_in_warehouse(
         counts = (len(person.customer_ids), len(person.identifiers))
         reports.append(ErasureReport(request.request_id, *counts, rows, answers.counts))
     return people, reports, deleted.per_table
+
+
+def _delete_request_rows(con: duckdb.DuckDBPyConnection, request_ids: Sequence[str], deleted: Deleted) -> None:
+    """Delete the batch's own rows from the requests table, counted for their request.
+
+    A request's row is personal data once processed: it names the person. `delete_rows` finds
+    it by its email; a request that names identifiers only (Shopify's `customers/redact`:
+    `shopify:customer_id:<id>`) is found here, by its id. The erasure log keeps the id."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+        REQUESTS_TABLE.split("."),
+    ).fetchall()[0][0]
+    if not exists or not request_ids:
+        return
+    gone = con.execute(
+        f"DELETE FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT unnest(?)) RETURNING request_id",
+        [list(request_ids)],
+    ).fetchall()
+    position = {request_id: k for k, request_id in enumerate(request_ids)}
+    for (request_id,) in gone:
+        rows = deleted.per_person[position[request_id]]
+        rows[REQUESTS_TABLE] = rows.get(REQUESTS_TABLE, 0) + 1
+    if gone:
+        deleted.per_table[REQUESTS_TABLE] = deleted.per_table.get(REQUESTS_TABLE, 0) + len(gone)
+
+
+def _processed_request_rows(warehouse: Path) -> int:
+    """Rows of the requests table whose request the erasure log already holds: none are left
+    by this version (each batch deletes its own, and loads skip processed requests), but an
+    earlier one kept those naming identifiers only."""
+    if not Path(warehouse).exists():
+        return 0
+    with duckdb.connect(str(warehouse)) as con:
+        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+        present = {f"{schema}.{table}" for schema, table in tables}
+        if REQUESTS_TABLE not in present or tombstone.LOG not in present:
+            return 0
+        return con.execute(
+            f"SELECT count(*) FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT request_id FROM {tombstone.LOG})"
+        ).fetchall()[0][0]
+
+
+def _delete_processed_request_rows(
+    con: duckdb.DuckDBPyConnection, batch: BatchReport, progress: Callable[[str], None]
+) -> None:
+    removed = con.execute(
+        f"DELETE FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT request_id FROM {tombstone.LOG})"
+    ).fetchall()[0][0]
+    batch.rows_deleted[REQUESTS_TABLE] = batch.rows_deleted.get(REQUESTS_TABLE, 0) + removed
+    progress(f"{removed} row(s) of requests processed on earlier runs deleted from {REQUESTS_TABLE}")
 
 
 def _republish(warehouse: Path, copy: Path) -> None:
@@ -222,10 +273,11 @@ def erase_requests(
             usable.append((request, _parsed(request)))
         except ValueError as exc:
             batch.rejected[request.request_id] = str(exc)
-    if not usable and not any(r["deleted"] for r in batch.platform_retries.values()):
+    stale = _processed_request_rows(warehouse)
+    if not usable and not stale and not any(r["deleted"] for r in batch.platform_retries.values()):
         return batch
     people: list[Person] = []
-    if usable:
+    if usable or stale:
         with duckdb.connect(str(warehouse)) as con:
             tombstone.ensure(con)
             # One transaction: a crash anywhere leaves every request pending, with its rows still
@@ -233,7 +285,12 @@ def erase_requests(
             # idempotent). Committed piecemeal, a half-deleted person would resolve to less.
             con.execute("BEGIN TRANSACTION")
             try:
-                people, batch.requests, batch.rows_deleted = _erase_in_warehouse(con, usable, destinations, progress)
+                if usable:
+                    people, batch.requests, batch.rows_deleted = _erase_in_warehouse(
+                        con, usable, destinations, progress
+                    )
+                if stale:
+                    _delete_processed_request_rows(con, batch, progress)
             except BaseException:
                 with contextlib.suppress(duckdb.Error):  # a dead connection must not hide why
                     con.execute("ROLLBACK")

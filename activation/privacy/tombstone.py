@@ -20,6 +20,7 @@ from activation.privacy.person import Person
 from ingestion.common.erasure import TOMBSTONE_SCHEMA, TOMBSTONE_TABLE
 
 LOG_TABLE = "erasure_log"
+LOG = f"{TOMBSTONE_SCHEMA}.{LOG_TABLE}"
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {TOMBSTONE_SCHEMA};

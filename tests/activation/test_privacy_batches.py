@@ -167,13 +167,15 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
         "marts.customer_identifiers": 2,
         "marts.dim_customers": 1,
         "raw_mixpanel.events": 3,
+        # His request names only his Shopify id: found by the request's own id, not by an email.
+        "raw_privacy.erasure_requests": 1,
         "raw_shopify.customers": 1,
         "raw_shopify.orders": 1,
         "raw_shopify.orders__line_items": 1,
         "raw_shopify.quarantine": 1,
     }
     # The batch's own count holds each row once: the laptop's three events were both of theirs.
-    assert batch.rows_by_schema() == {"marts": 6, "raw_mixpanel": 6, "raw_privacy": 1, "raw_shopify": 9}
+    assert batch.rows_by_schema() == {"marts": 6, "raw_mixpanel": 6, "raw_privacy": 2, "raw_shopify": 9}
     assert batch.rejected == {
         "r_bad": "identifier 'shopify:103' is not source:id_type:value (e.g. shopify:customer_id:123)"
     }
@@ -187,12 +189,14 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
         # Cal's tablet keeps her login and Ben's checkout on it: it is not Ben's alone.
         assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e7", "e8"]
         assert _rows(con, "SELECT record FROM raw_shopify.quarantine") == [json.dumps({"email": CAL})]
+        # A processed request names its person: only the one left pending is kept.
+        assert _rows(con, "SELECT request_id FROM raw_privacy.erasure_requests") == ["r_bad"]
         logged = dict(_rows(con, "SELECT request_id, rows_deleted FROM privacy.erasure_log"))
     assert {k: json.loads(v) for k, v in logged.items()} == {"r_ana": ana.rows_deleted, "r_ben": ben.rows_deleted}
     assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
     # The platforms are told while the rows are deleted: either may report first.
     assert (
-        len([m for m in told[:2] if m.startswith("2 request(s): 2 customer(s), 22 rows deleted from 9 table(s) in ")])
+        len([m for m in told[:2] if m.startswith("2 request(s): 2 customer(s), 23 rows deleted from 9 table(s) in ")])
         == 1
     )
     assert "email platforms: 2/2 request(s) sent" in told[:2]
@@ -335,3 +339,27 @@ def test_an_address_the_platform_did_not_answer_for_stays_pending(tmp_path):
     with duckdb.connect(str(warehouse)) as con:
         errors = dict(con.execute(f"SELECT email, error FROM {platform_retries.TABLE}").fetchall())
     assert errors == {ANA: "no answer for this address", BEN: "no answer for this address"}
+
+
+def test_rows_of_requests_processed_earlier_are_deleted_on_the_next_run(tmp_path):
+    # A warehouse from a version that kept a processed request naming identifiers only.
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    erase_requests(warehouse, _requests(warehouse))
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute(
+            "INSERT INTO raw_privacy.erasure_requests VALUES "
+            "('r_ben', NULL, '2026-11-02', '[\"shopify:customer_id:102\"]')"
+        )
+    assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
+
+    told: list[str] = []
+    batch = erase_requests(warehouse, [], progress=told.append)
+    assert batch.rows_deleted == {"raw_privacy.erasure_requests": 1}
+    assert told[0] == "1 row(s) of requests processed on earlier runs deleted from raw_privacy.erasure_requests"
+    assert told[1].startswith("warehouse file rewritten without the deleted rows")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert _rows(con, "SELECT request_id FROM raw_privacy.erasure_requests") == ["r_bad"]
+    # Nothing left to delete: a run with nothing to do does nothing.
+    told.clear()
+    erase_requests(warehouse, [], progress=told.append)
+    assert told == []

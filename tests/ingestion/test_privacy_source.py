@@ -9,7 +9,7 @@ import pytest
 
 from ingestion.common.errors import VendorError
 from ingestion.pipelines import load, make_pipeline
-from ingestion.privacy import privacy_source, read_erasure_requests
+from ingestion.privacy import privacy_source, read_erasure_requests, skip_processed
 
 
 def test_requests_load_from_a_json_lines_file(tmp_path):
@@ -33,6 +33,21 @@ def test_requests_load_from_a_json_lines_file(tmp_path):
         ).fetchall()
     assert [(r, e) for r, e, _ in rows] == [("r1", "a@example.com"), ("r2", "b@example.com")]
     assert json.loads(rows[1][2]) == ["shopify:customer_id:123"]
+
+
+def test_processed_requests_are_not_loaded_again(tmp_path):
+    # The shop's file goes on listing a request after it was processed and its row erased.
+    requests_file = tmp_path / "requests.jsonl"
+    lines = [
+        {"request_id": "r1", "email": None, "requested_at": "2026-01-02", "identifiers": ["shopify:customer_id:1"]},
+        {"request_id": "r2", "email": "b@example.com", "requested_at": "2026-01-03"},
+    ]
+    requests_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    warehouse = tmp_path / "warehouse.duckdb"
+    source = privacy_source(base_url=None, api_key=None, requests_file=str(requests_file))
+    load(skip_processed(source, {"r1"}), make_pipeline("privacy", warehouse, tmp_path / "dlt"))
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT request_id FROM raw_privacy.erasure_requests").fetchall() == [("r2",)]
 
 
 def test_requests_read_from_a_csv_file(tmp_path):
