@@ -1,10 +1,11 @@
 """Finding a person's rows in every table of the warehouse, to export them or to delete them.
 
 A row is the person's when one of its person columns (`ingestion.common.erasure.is_person_column`:
-emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when a
-JSON or free-text payload column mentions one of their emails (a quarantined record, a ledger
-payload), or, in the identity models, when an identity node (`email:<value>`) is theirs. A dlt
-child row (an order's line items, a member's tags) belongs to its parent: it goes with the rows
+emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when it
+links a record to them (a HubSpot deal's association to their contact), when a JSON or free-text
+payload column mentions one of their emails (a quarantined record, a ledger payload), or, in the
+identity models, when an identity node (`email:<value>`) is theirs. A dlt child row (an order's
+line items, a member's tags) belongs to its parent: it goes with the rows
 it hangs off by `_dlt_root_id`/`_dlt_parent_id`.
 
 The tombstone and the erasure log (`privacy` schema) and the dbt seeds are never touched.
@@ -19,7 +20,7 @@ from typing import Any
 import duckdb
 
 from activation.privacy.person import Person, columns, load_pairs, tables
-from ingestion.common.erasure import TOMBSTONE_SCHEMA, is_person_column
+from ingestion.common.erasure import LINK_ID, LINK_TYPE, PERSON_LINK_TYPES, TOMBSTONE_SCHEMA, is_person_column
 
 UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", "pg_catalog"})
 # Free-text or JSON columns that may carry a whole record: searched for the person's emails.
@@ -72,6 +73,13 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             payloads = f"SELECT {keys}, lower({text}) AS text FROM {source} WHERE contains({text}, '@')"
             found = "JOIN _people_emails p ON contains(t.text, p.v)"
             parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
+    if {LINK_TYPE, LINK_ID} <= names:
+        # A link to a person (a deal's association to a contact) is the person's row.
+        types = ", ".join(f"'{t}'" for t in sorted(PERSON_LINK_TYPES))
+        link = f"lower(trim(CAST(t.{LINK_ID} AS VARCHAR)))"
+        parts.append(
+            f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {link} = p.v WHERE t.{LINK_TYPE} IN ({types})"
+        )
     return " UNION ".join(parts) if parts else None
 
 

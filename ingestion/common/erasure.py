@@ -52,6 +52,12 @@ PERSON_FIELDS = frozenset(
 PERSON_PARENTS = frozenset({"customer", "profile", "from", "contact", "user", "member"})
 # Resources whose records are people: their own `id` is a person's id.
 PERSON_RESOURCES = frozenset({"customers", "contacts", "profiles", "members"})
+# A record's links to other records, as its child rows: HubSpot's associations (a deal's
+# `{"to_object_type": "contacts", "to_id": "101"}`, table `deals__associations`). A link to a
+# person is the person's, not the record's: an erased person's links are dropped at load and
+# deleted at erasure, and the record (the shop's deal) stays.
+LINK_TYPE, LINK_ID = "to_object_type", "to_id"
+PERSON_LINK_TYPES = frozenset({"contacts"})
 
 
 def normalize_identifier(value: Any) -> str:
@@ -121,6 +127,23 @@ def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Ite
         yield value
 
 
+def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:
+    return (
+        isinstance(item, dict)
+        and item.get(LINK_TYPE) in PERSON_LINK_TYPES
+        and item.get(LINK_ID) is not None
+        and identifier_hash(item[LINK_ID]) in tombstone
+    )
+
+
+def without_erased_links(record: dict[str, Any], tombstone: frozenset[str]) -> dict[str, Any]:
+    """`record` without its links (`LINK_TYPE`/`LINK_ID` items of a list) to erased people."""
+    for key, value in record.items():
+        if isinstance(value, list) and any(_is_erased_link(item, tombstone) for item in value):
+            record[key] = [item for item in value if not _is_erased_link(item, tombstone)]
+    return record
+
+
 def carries_erased(record: Any, tombstone: frozenset[str], resource: str | None = None) -> bool:
     """Whether a record names a tombstoned person in any of its person fields."""
     return any(identifier_hash(v) in tombstone for v in _leaf_values(record, (), resource))
@@ -158,6 +181,8 @@ class ErasureFilter(ItemTransform[Any, dict[str, Any]]):
         if hasattr(item, "column_names") and hasattr(item, "filter"):  # an Arrow table or batch
             filtered = _filter_arrow(item, self.tombstone)
             return filtered if filtered.num_rows else None
+        if isinstance(item, dict):
+            item = without_erased_links(item, self.tombstone)
         return None if carries_erased(item, self.tombstone, self.resource) else item
 
     def __call__(self, item: Any, meta: Any = None) -> Any:

@@ -363,3 +363,34 @@ def test_rows_of_requests_processed_earlier_are_deleted_on_the_next_run(tmp_path
     told.clear()
     erase_requests(warehouse, [], progress=told.append)
     assert told == []
+
+
+def test_a_deals_link_to_an_erased_contact_is_deleted_and_the_deal_kept(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA raw_hubspot")
+        con.execute("CREATE TABLE raw_hubspot.contacts (id VARCHAR, email VARCHAR, _dlt_id VARCHAR)")
+        con.execute("INSERT INTO raw_hubspot.contacts VALUES ('301', ?, 'c1'), ('399', 'zed@example.com', 'c2')", [ANA])
+        con.execute("CREATE TABLE raw_hubspot.deals (id VARCHAR, amount DOUBLE, _dlt_id VARCHAR)")
+        con.execute("INSERT INTO raw_hubspot.deals VALUES ('d1', 120, 'dl1')")
+        con.execute(
+            "CREATE TABLE raw_hubspot.deals__associations (to_object_type VARCHAR, to_id VARCHAR, "
+            "association_type VARCHAR, _dlt_root_id VARCHAR, _dlt_parent_id VARCHAR, _dlt_id VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO raw_hubspot.deals__associations VALUES "
+            "('contacts', '301', 'deal_to_contact', 'dl1', 'dl1', 'a1'), "
+            # A company whose id happens to equal her contact's is not hers.
+            "('companies', '301', 'deal_to_company', 'dl1', 'dl1', 'a2'), "
+            "('contacts', '399', 'deal_to_contact', 'dl1', 'dl1', 'a3')"
+        )
+    batch = erase_requests(warehouse, _requests(warehouse)[:1])
+
+    (ana,) = batch.requests
+    assert ana.rows_deleted["raw_hubspot.contacts"] == 1
+    assert ana.rows_deleted["raw_hubspot.deals__associations"] == 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert _rows(con, "SELECT id FROM raw_hubspot.deals") == ["d1"]
+        assert con.execute(
+            "SELECT to_object_type, to_id FROM raw_hubspot.deals__associations ORDER BY 1, 2"
+        ).fetchall() == [("companies", "301"), ("contacts", "399")]

@@ -23,3 +23,24 @@ def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
     assert step(events).column("event").to_pylist() == ["b", "c"]
     # An id that is not a person's (a deal, a product) never matches, whatever its value.
     assert not carries_erased({"id": "dev-1", "product_id": "dev-1"}, tombstone, "deals")
+
+
+def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
+    tombstone = frozenset({identifier_hash("101")})
+    step = ErasureFilter(tombstone, "deals")
+    deal = {
+        "id": "7",
+        "properties": {"amount": "120"},
+        "associations": [
+            {"to_object_type": "contacts", "to_id": "101", "association_type": "deal_to_contact"},
+            # A company whose id happens to equal the erased contact's is not a person.
+            {"to_object_type": "companies", "to_id": "101", "association_type": "deal_to_company"},
+            {"to_object_type": "contacts", "to_id": "102", "association_type": "deal_to_contact"},
+        ],
+    }
+    (kept,) = step([deal])
+    assert kept["id"] == "7" and kept["properties"] == {"amount": "120"}
+    assert [(a["to_object_type"], a["to_id"]) for a in kept["associations"]] == [
+        ("companies", "101"),
+        ("contacts", "102"),
+    ]
