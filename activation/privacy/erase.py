@@ -220,8 +220,8 @@ def _delete_request_rows(con: duckdb.DuckDBPyConnection, request_ids: Sequence[s
 
 def _processed_request_rows(warehouse: Path) -> int:
     """Rows of the requests table whose request the erasure log already holds: none are left
-    by this version (each batch deletes its own, and loads skip processed requests), but an
-    earlier one kept those naming identifiers only."""
+    by this version (each batch deletes its own, and loads skip processed requests,
+    `ingestion.common.erasure.drop_erased`), but an earlier one kept those naming identifiers only."""
     if not Path(warehouse).exists():
         return 0
     with duckdb.connect(str(warehouse)) as con:
@@ -240,8 +240,9 @@ def _delete_processed_request_rows(
     removed = con.execute(
         f"DELETE FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT request_id FROM {tombstone.LOG})"
     ).fetchall()[0][0]
-    batch.rows_deleted[REQUESTS_TABLE] = batch.rows_deleted.get(REQUESTS_TABLE, 0) + removed
-    progress(f"{removed} row(s) of requests processed on earlier runs deleted from {REQUESTS_TABLE}")
+    if removed:  # the batch may have deleted them already (a request given again by id)
+        batch.rows_deleted[REQUESTS_TABLE] = batch.rows_deleted.get(REQUESTS_TABLE, 0) + removed
+        progress(f"{removed} row(s) of requests processed on earlier runs deleted from {REQUESTS_TABLE}")
 
 
 def _republish(warehouse: Path, copy: Path) -> None:
@@ -305,9 +306,11 @@ def erase_requests(
         f"warehouse file rewritten without the deleted rows ({freed / 2**20:,.0f} MiB smaller) "
         f"in {time.monotonic() - started:.1f} s"
     )
-    if pipelines_dir is not None and Path(pipelines_dir).exists() and people:
+    if pipelines_dir is not None and Path(pipelines_dir).exists() and (people or stale):
+        # Completed packages of the privacy load hold the requests' rows too.
         batch.packages_deleted = files.delete_completed_packages(Path(pipelines_dir))
-        batch.pending_records_scrubbed = files.scrub_pending_packages(Path(pipelines_dir), Person.union(people))
+        if people:
+            batch.pending_records_scrubbed = files.scrub_pending_packages(Path(pipelines_dir), Person.union(people))
     if analysts_copy is not None and analysts_copy.exists() and people:
         _republish(warehouse, analysts_copy)
         files.remove_stale_copies(analysts_copy)

@@ -20,7 +20,14 @@ from typing import Any
 import duckdb
 
 from activation.privacy.person import Person, columns, load_pairs, tables
-from ingestion.common.erasure import LINK_ID, LINK_TYPE, PERSON_LINK_TYPES, TOMBSTONE_SCHEMA, is_person_column
+from ingestion.common.erasure import (
+    LINK_ID,
+    LINK_TYPE,
+    PERSON_LINK_TYPES,
+    TOMBSTONE_SCHEMA,
+    is_person_column,
+    normalize_identifier,
+)
 
 UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", "pg_catalog"})
 # Free-text or JSON columns that may carry a whole record: searched for the person's emails.
@@ -35,8 +42,20 @@ def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> Non
         ("_people_values", lambda p: p.values),
         ("_people_customers", lambda p: p.customer_ids),
         ("_people_emails", lambda p: p.emails),
+        ("_people_links", _link_values),
     ):
         load_pairs(con, name, ((k, v) for k, person in enumerate(people) for v in values_of(person)))
+
+
+def _link_values(person: Person) -> set[str]:
+    """`<link type>:<id>` for each id of the person a link of that type names (their HubSpot
+    contact ids), as `match_query` builds it from a link row."""
+    return {
+        f"{link_type}:{normalize_identifier(value)}"
+        for source, id_type, value in person.identifiers
+        for link_type, kinds in PERSON_LINK_TYPES.items()
+        if (source, id_type) in kinds
+    }
 
 
 def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -> str | None:
@@ -75,11 +94,8 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
     if {LINK_TYPE, LINK_ID} <= names:
         # A link to a person (a deal's association to a contact) is the person's row.
-        types = ", ".join(f"'{t}'" for t in sorted(PERSON_LINK_TYPES))
-        link = f"lower(trim(CAST(t.{LINK_ID} AS VARCHAR)))"
-        parts.append(
-            f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {link} = p.v WHERE t.{LINK_TYPE} IN ({types})"
-        )
+        link = f"t.{LINK_TYPE} || ':' || lower(trim(CAST(t.{LINK_ID} AS VARCHAR)))"
+        parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_links p ON {link} = p.v")
     return " UNION ".join(parts) if parts else None
 
 

@@ -17,9 +17,9 @@ from typing import Any
 import duckdb
 
 from activation.privacy.person import Person
-from ingestion.common.erasure import TOMBSTONE_SCHEMA, TOMBSTONE_TABLE
+from ingestion.common.erasure import ERASURE_LOG_TABLE, TOMBSTONE_SCHEMA, TOMBSTONE_TABLE
 
-LOG_TABLE = "erasure_log"
+LOG_TABLE = ERASURE_LOG_TABLE
 LOG = f"{TOMBSTONE_SCHEMA}.{LOG_TABLE}"
 
 DDL = f"""

@@ -6,6 +6,8 @@ value) so the tombstone itself keeps no personal data. The vendors keep serving 
 records, so without this filter the next night's load would bring them back. `drop_erased()`
 adds one step to every resource of a source that drops such records before dlt writes them
 anywhere (load packages included): dict records and pages of them, and rows of Arrow tables.
+A record that only links to an erased person (a HubSpot deal's association to their contact)
+is kept without that link. Erasure requests already processed are not loaded again.
 
 Which fields name a person is decided by the field's name, the same rule the erasure uses on
 warehouse columns (dlt flattens `customer.id` to `customer__id`): comparing every value with
@@ -55,9 +57,22 @@ PERSON_RESOURCES = frozenset({"customers", "contacts", "profiles", "members"})
 # A record's links to other records, as its child rows: HubSpot's associations (a deal's
 # `{"to_object_type": "contacts", "to_id": "101"}`, table `deals__associations`). A link to a
 # person is the person's, not the record's: an erased person's links are dropped at load and
-# deleted at erasure, and the record (the shop's deal) stays.
+# deleted at erasure, and the record (the shop's deal) stays. Links are matched by kind: the
+# (source, id_type) pairs under which a linked person's id is known (the identity map's
+# `contact_id`, the raw contacts table's `id`), so a Shopify customer id that happens to equal
+# another person's contact id never removes that contact's link.
 LINK_TYPE, LINK_ID = "to_object_type", "to_id"
-PERSON_LINK_TYPES = frozenset({"contacts"})
+PERSON_LINK_TYPES: dict[str, frozenset[tuple[str, str]]] = {
+    "contacts": frozenset({("hubspot", "contact_id"), ("hubspot", "id")}),
+}
+# Processed erasure requests, one row each (written by activation/privacy).
+ERASURE_LOG_TABLE = "erasure_log"
+ERASURE_REQUESTS_RESOURCE = "erasure_requests"
+
+
+def link_key(link_type: str, value: Any) -> str:
+    """How a linked person's id stands in the tombstone's set: kind, then the id's hash."""
+    return f"{link_type}:{identifier_hash(value)}"
 
 
 def normalize_identifier(value: Any) -> str:
@@ -106,8 +121,32 @@ def read_tombstone(warehouse: Path) -> frozenset[str]:
         ).fetchall()[0][0]
         if not exists:
             return frozenset()
-        rows = con.execute(f"SELECT DISTINCT id_hash FROM {TOMBSTONE_SCHEMA}.{TOMBSTONE_TABLE}").fetchall()
-    return frozenset(h for (h,) in rows)
+        rows = con.execute(
+            f"SELECT DISTINCT id_hash, source, id_type FROM {TOMBSTONE_SCHEMA}.{TOMBSTONE_TABLE}"
+        ).fetchall()
+    # Beside each hash, `<link type>:<hash>` for the ids a link of that type names.
+    links = {
+        f"{t}:{h}"
+        for h, source, id_type in rows
+        for t, kinds in PERSON_LINK_TYPES.items()
+        if (source, id_type) in kinds
+    }
+    return frozenset(h for h, _, _ in rows) | links
+
+
+def read_processed_requests(warehouse: Path) -> frozenset[str]:
+    """The ids of the erasure requests already processed in the warehouse."""
+    if not Path(warehouse).exists():
+        return frozenset()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        exists = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [TOMBSTONE_SCHEMA, ERASURE_LOG_TABLE],
+        ).fetchall()[0][0]
+        if not exists:
+            return frozenset()
+        rows = con.execute(f"SELECT request_id FROM {TOMBSTONE_SCHEMA}.{ERASURE_LOG_TABLE}").fetchall()
+    return frozenset(r for (r,) in rows)
 
 
 def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[Any]:
@@ -132,7 +171,7 @@ def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:
         isinstance(item, dict)
         and item.get(LINK_TYPE) in PERSON_LINK_TYPES
         and item.get(LINK_ID) is not None
-        and identifier_hash(item[LINK_ID]) in tombstone
+        and link_key(item[LINK_TYPE], item[LINK_ID]) in tombstone
     )
 
 
@@ -170,7 +209,8 @@ def _filter_arrow(table: Any, tombstone: frozenset[str]) -> Any:
 
 
 class ErasureFilter(ItemTransform[Any, dict[str, Any]]):
-    """A dlt pipe step: records of erased people never reach the extract's files."""
+    """A dlt pipe step: records of erased people never reach the extract's files, and a record
+    linking to one (a deal to their contact) reaches them without the link."""
 
     def __init__(self, tombstone: frozenset[str], resource: str) -> None:
         super().__init__(lambda item: item)
@@ -193,7 +233,13 @@ class ErasureFilter(ItemTransform[Any, dict[str, Any]]):
 
 
 def drop_erased(source: DltSource, warehouse: Path) -> DltSource:
-    """`source` with every resource dropping records of people erased from `warehouse`."""
+    """`source` with every resource dropping records of people erased from `warehouse`, and
+    without the erasure requests already processed there: a processed request names its
+    person (by email, or by identifiers only, which no person field holds) and the shop's
+    endpoint or file goes on listing it."""
+    processed = read_processed_requests(warehouse) if ERASURE_REQUESTS_RESOURCE in source.resources else ()
+    if processed:
+        source.resources[ERASURE_REQUESTS_RESOURCE].add_filter(lambda item: item["request_id"] not in processed)
     return drop_tombstoned(source, read_tombstone(warehouse))
 
 

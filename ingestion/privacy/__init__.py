@@ -15,21 +15,21 @@ Shopify's `customers/redact` webhook). Tessera reads them from one of two places
 Configure with `SOURCES__PRIVACY__BASE_URL`, `SOURCES__PRIVACY__API_KEY`,
 `SOURCES__PRIVACY__REQUESTS_FILE` (a file wins over the URL). Requests are merged on
 `request_id`; once processed, the request's row is erased with the rest of the person's data
-(the processing log keeps the request id), and `skip_processed` keeps the endpoint or file,
-which go on listing it, from loading it again.
+(the processing log keeps the request id), and every load skips the requests processed
+(`ingestion.common.erasure.drop_erased`), which the endpoint or file goes on listing.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import dlt
 import requests
-from dlt.sources import DltResource, DltSource
+from dlt.sources import DltResource
 
 from ingestion.common.errors import VendorError
 
@@ -112,12 +112,3 @@ def privacy_source(
         yield from read_erasure_requests(base_url, api_key, requests_file)
 
     return erasure_requests
-
-
-def skip_processed(source: DltSource, request_ids: Collection[str]) -> DltSource:
-    """`source` without the requests in `request_ids` (those already processed): a processed
-    request names an erased person, by email or only by identifiers, so it must not come back."""
-    if request_ids:
-        done = frozenset(request_ids)
-        source.resources["erasure_requests"].add_filter(lambda item: item["request_id"] not in done)
-    return source

@@ -382,7 +382,9 @@ def test_a_deals_link_to_an_erased_contact_is_deleted_and_the_deal_kept(tmp_path
             "('contacts', '301', 'deal_to_contact', 'dl1', 'dl1', 'a1'), "
             # A company whose id happens to equal her contact's is not hers.
             "('companies', '301', 'deal_to_company', 'dl1', 'dl1', 'a2'), "
-            "('contacts', '399', 'deal_to_contact', 'dl1', 'dl1', 'a3')"
+            "('contacts', '399', 'deal_to_contact', 'dl1', 'dl1', 'a3'), "
+            # Her Shopify customer id is 101: a link to contact 101 is to someone else.
+            "('contacts', '101', 'deal_to_contact', 'dl1', 'dl1', 'a4')"
         )
     batch = erase_requests(warehouse, _requests(warehouse)[:1])
 
@@ -393,4 +395,4 @@ def test_a_deals_link_to_an_erased_contact_is_deleted_and_the_deal_kept(tmp_path
         assert _rows(con, "SELECT id FROM raw_hubspot.deals") == ["d1"]
         assert con.execute(
             "SELECT to_object_type, to_id FROM raw_hubspot.deals__associations ORDER BY 1, 2"
-        ).fetchall() == [("companies", "301"), ("contacts", "399")]
+        ).fetchall() == [("companies", "301"), ("contacts", "101"), ("contacts", "399")]

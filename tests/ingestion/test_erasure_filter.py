@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-from ingestion.common.erasure import ErasureFilter, carries_erased, identifier_hash
+from ingestion.common.erasure import ErasureFilter, carries_erased, identifier_hash, link_key
 
 
 def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
@@ -26,7 +26,8 @@ def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
 
 
 def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
-    tombstone = frozenset({identifier_hash("101")})
+    # Contact 101 was erased; so was someone whose Shopify customer id is 103.
+    tombstone = frozenset({identifier_hash("101"), link_key("contacts", "101"), identifier_hash("103")})
     step = ErasureFilter(tombstone, "deals")
     deal = {
         "id": "7",
@@ -36,6 +37,8 @@ def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
             # A company whose id happens to equal the erased contact's is not a person.
             {"to_object_type": "companies", "to_id": "101", "association_type": "deal_to_company"},
             {"to_object_type": "contacts", "to_id": "102", "association_type": "deal_to_contact"},
+            # Contact 103 is someone else than the erased Shopify customer 103.
+            {"to_object_type": "contacts", "to_id": "103", "association_type": "deal_to_contact"},
         ],
     }
     (kept,) = step([deal])
@@ -43,4 +46,5 @@ def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
     assert [(a["to_object_type"], a["to_id"]) for a in kept["associations"]] == [
         ("companies", "101"),
         ("contacts", "102"),
+        ("contacts", "103"),
     ]

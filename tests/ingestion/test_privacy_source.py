@@ -9,7 +9,7 @@ import pytest
 
 from ingestion.common.errors import VendorError
 from ingestion.pipelines import load, make_pipeline
-from ingestion.privacy import privacy_source, read_erasure_requests, skip_processed
+from ingestion.privacy import privacy_source, read_erasure_requests
 
 
 def test_requests_load_from_a_json_lines_file(tmp_path):
@@ -44,8 +44,12 @@ def test_processed_requests_are_not_loaded_again(tmp_path):
     ]
     requests_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
     warehouse = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA privacy")
+        con.execute("CREATE TABLE privacy.erasure_log (request_id VARCHAR PRIMARY KEY)")
+        con.execute("INSERT INTO privacy.erasure_log VALUES ('r1')")
     source = privacy_source(base_url=None, api_key=None, requests_file=str(requests_file))
-    load(skip_processed(source, {"r1"}), make_pipeline("privacy", warehouse, tmp_path / "dlt"))
+    load(source, make_pipeline("privacy", warehouse, tmp_path / "dlt"))
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT request_id FROM raw_privacy.erasure_requests").fetchall() == [("r2",)]
 

@@ -10,13 +10,12 @@ did not accept on an earlier night are asked for again first (`activation.privac
 import time
 
 import dagster as dg
-import duckdb
 
-from activation.privacy import platform_retries, tombstone
+from activation.privacy import platform_retries
 from activation.privacy.destinations import available_destinations
 from activation.privacy.erase import erase_requests, pending_requests
 from ingestion.pipelines import load, make_pipeline
-from ingestion.privacy import privacy_source, skip_processed
+from ingestion.privacy import privacy_source
 from orchestration.defs.ingestion.assets import RAW_KEYS
 from orchestration.defs.serving.analysts_copy import COPY_NAME
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -37,9 +36,7 @@ from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 def erased_identifiers(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     started = time.perf_counter()
     pipeline = make_pipeline("privacy", warehouse.path, warehouse.pipelines_dir)
-    with duckdb.connect(str(warehouse.path)) as con:
-        processed = tombstone.processed_request_ids(con)
-    load(skip_processed(privacy_source(), processed), pipeline)
+    load(privacy_source(), pipeline)
     requests = pending_requests(warehouse.path)
     left_at_platforms = platform_retries.waiting(str(warehouse.path))
     destinations, unavailable = available_destinations() if requests or left_at_platforms else ([], {})
