@@ -110,25 +110,26 @@ def is_person_column(column: str, table: str | None = None) -> bool:
     return is_person_field(tuple(column.split("__")), table)
 
 
-def read_tombstone(warehouse: Path) -> frozenset[str]:
-    """Every tombstoned identifier hash in the warehouse (empty when nobody was ever erased)."""
+def _privacy_rows(warehouse: Path, table: str, columns: str) -> list[tuple[Any, ...]]:
+    """`columns` of every row of `privacy.<table>`; none before the warehouse or table exists."""
     if not Path(warehouse).exists():
-        return frozenset()
+        return []
     with duckdb.connect(str(warehouse), read_only=True) as con:
         exists = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [TOMBSTONE_SCHEMA, TOMBSTONE_TABLE],
+            [TOMBSTONE_SCHEMA, table],
         ).fetchall()[0][0]
-        if not exists:
-            return frozenset()
-        rows = con.execute(
-            f"SELECT DISTINCT id_hash, source, id_type FROM {TOMBSTONE_SCHEMA}.{TOMBSTONE_TABLE}"
-        ).fetchall()
-    # Beside each hash, `<link type>:<hash>` for the ids a link of that type names.
+        return con.execute(f"SELECT {columns} FROM {TOMBSTONE_SCHEMA}.{table}").fetchall() if exists else []
+
+
+def read_tombstone(warehouse: Path) -> frozenset[str]:
+    """Every tombstoned identifier hash in the warehouse (empty when nobody was ever erased),
+    and beside each, `<link type>:<hash>` for the ids a link of that type names."""
+    rows = _privacy_rows(warehouse, TOMBSTONE_TABLE, "DISTINCT id_hash, source, id_type")
     links = {
-        f"{t}:{h}"
+        f"{link_type}:{h}"
         for h, source, id_type in rows
-        for t, kinds in PERSON_LINK_TYPES.items()
+        for link_type, kinds in PERSON_LINK_TYPES.items()
         if (source, id_type) in kinds
     }
     return frozenset(h for h, _, _ in rows) | links
@@ -136,17 +137,7 @@ def read_tombstone(warehouse: Path) -> frozenset[str]:
 
 def read_processed_requests(warehouse: Path) -> frozenset[str]:
     """The ids of the erasure requests already processed in the warehouse."""
-    if not Path(warehouse).exists():
-        return frozenset()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [TOMBSTONE_SCHEMA, ERASURE_LOG_TABLE],
-        ).fetchall()[0][0]
-        if not exists:
-            return frozenset()
-        rows = con.execute(f"SELECT request_id FROM {TOMBSTONE_SCHEMA}.{ERASURE_LOG_TABLE}").fetchall()
-    return frozenset(r for (r,) in rows)
+    return frozenset(r for (r,) in _privacy_rows(warehouse, ERASURE_LOG_TABLE, "request_id"))
 
 
 def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[Any]:
