@@ -16,7 +16,7 @@ from typing import Any
 import duckdb
 
 from activation.privacy import platform_retries
-from activation.privacy.person import parse_identifier, resolve
+from activation.privacy.person import has_table, parse_identifier, resolve
 from activation.privacy.rows import select_rows
 
 ABOUT = (
@@ -51,12 +51,8 @@ def _json_safe(value: Any) -> Any:
 def platform_deletions(con: duckdb.DuckDBPyConnection, emails: set[str]) -> list[dict[str, Any]]:
     """The person's deletions still waiting at an email platform (the one table of the privacy
     schema that holds an address)."""
-    schema, table = platform_retries.TABLE.split(".")
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
-    ).fetchall()[0][0]
     wanted = sorted({e.strip().lower() for e in emails if e and e.strip()})
-    if not exists or not wanted:
+    if not wanted or not has_table(con, *platform_retries.TABLE.split(".")):
         return []
     cursor = con.execute(
         f"SELECT * FROM {platform_retries.TABLE} WHERE email IN (SELECT unnest(?::VARCHAR[])) ORDER BY ALL", [wanted]

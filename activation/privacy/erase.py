@@ -27,7 +27,7 @@ import duckdb
 
 from activation.destinations.base import Destination
 from activation.privacy import files, platform_retries, tombstone
-from activation.privacy.person import Person, parse_identifier, resolve_all
+from activation.privacy.person import Person, has_table, parse_identifier, resolve_all
 from activation.privacy.rows import Deleted, delete_rows
 from ingestion.common.erasure import identifier_hash
 
@@ -89,11 +89,7 @@ def pending_requests(warehouse: Path) -> list[ErasureRequest]:
     """Requests loaded into `raw_privacy.erasure_requests` and not yet processed."""
     with duckdb.connect(str(warehouse)) as con:
         done = tombstone.processed_request_ids(con)
-        exists = con.execute(
-            "SELECT count(*) FROM information_schema.tables "
-            "WHERE table_schema = 'raw_privacy' AND table_name = 'erasure_requests'"
-        ).fetchall()[0][0]
-        if not exists:
+        if not has_table(con, *REQUESTS_TABLE.split(".")):
             return []
         names = {
             c for (c,) in con.execute("SELECT column_name FROM (DESCRIBE raw_privacy.erasure_requests)").fetchall()
@@ -200,11 +196,7 @@ def _delete_request_rows(con: duckdb.DuckDBPyConnection, request_ids: Sequence[s
     A request's row is personal data once processed: it names the person. `delete_rows` finds
     it by its email; a request that names identifiers only (Shopify's `customers/redact`:
     `shopify:customer_id:<id>`) is found here, by its id. The erasure log keeps the id."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        REQUESTS_TABLE.split("."),
-    ).fetchall()[0][0]
-    if not exists or not request_ids:
+    if not request_ids or not has_table(con, *REQUESTS_TABLE.split(".")):
         return
     gone = con.execute(
         f"DELETE FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT unnest(?)) RETURNING request_id",
@@ -225,9 +217,7 @@ def _processed_request_rows(warehouse: Path) -> int:
     if not Path(warehouse).exists():
         return 0
     with duckdb.connect(str(warehouse)) as con:
-        tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
-        present = {f"{schema}.{table}" for schema, table in tables}
-        if REQUESTS_TABLE not in present or tombstone.LOG not in present:
+        if not has_table(con, *REQUESTS_TABLE.split(".")) or not has_table(con, *tombstone.LOG.split(".")):
             return 0
         return con.execute(
             f"SELECT count(*) FROM {REQUESTS_TABLE} WHERE request_id IN (SELECT request_id FROM {tombstone.LOG})"

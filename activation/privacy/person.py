@@ -89,7 +89,8 @@ def columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[tup
     ).fetchall()
 
 
-def _has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+def has_table(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether `schema.table` is a table of this warehouse."""
     return (schema, table) in set(tables(con, schema))
 
 
@@ -110,7 +111,7 @@ def _load_values(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
 
 
 def _blocked_values(con: duckdb.DuckDBPyConnection) -> set[str]:
-    if not _has_table(con, "intermediate", "int_identity__resolved"):
+    if not has_table(con, "intermediate", "int_identity__resolved"):
         return set()
     rows = con.execute(
         "SELECT DISTINCT lower(trim(substr(node, length(kind) + 2))) FROM intermediate.int_identity__resolved "
@@ -120,7 +121,7 @@ def _blocked_values(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def _from_identity_map(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
-    if not _has_table(con, "marts", "customer_identifiers"):
+    if not has_table(con, "marts", "customer_identifiers"):
         return
     _load_values(con, people)
     found = con.execute(
@@ -167,7 +168,7 @@ def _load_checkout_tokens(con: duckdb.DuckDBPyConnection) -> None:
     """`_people_checkouts`: tokens of the Shopify checkouts and orders carrying a person's identifier."""
     pairs: set[tuple[int, str]] = set()
     for table, token in (("abandoned_checkouts", "token"), ("orders", "checkout_token")):
-        if not _has_table(con, "raw_shopify", table):
+        if not has_table(con, "raw_shopify", table):
             continue
         person_columns = [c for c, _ in columns(con, "raw_shopify", table) if is_person_column(c, table)]
         if not person_columns:
@@ -186,7 +187,7 @@ def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
     erased together (a couple's laptop) is each of theirs: nobody else is left on it, as when
     the requests were handled one after another.
     """
-    if not _has_table(con, "raw_mixpanel", "events"):
+    if not has_table(con, "raw_mixpanel", "events"):
         return
     _load_values(con, people)
     _load_checkout_tokens(con)
