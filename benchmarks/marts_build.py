@@ -81,20 +81,19 @@ def _raw(directory: Path, world: Path) -> tuple[Path, float]:
     return raw, time.perf_counter() - started
 
 
-def _slowest(target: Path) -> list[tuple[str, float]]:
-    results = json.loads((target / "run_results.json").read_text())["results"]
+def _slowest(results: list[dict]) -> list[tuple[str, float]]:
     models = [
         (r["unique_id"].split(".")[-1], r["execution_time"]) for r in results if r["unique_id"].startswith("model.")
     ]
     return [(name, round(seconds, 1)) for name, seconds in sorted(models, key=lambda m: -m[1])[:SLOWEST]]
 
 
-def _time_by_kind(target: Path, manifest: Path) -> dict[str, float]:
+def _time_by_kind(results: list[dict], manifest: Path) -> dict[str, float]:
     """Node seconds (summed over dbt's threads) of incremental models, models rebuilt whole
     and data tests, from the run's results and the materializations in dbt's manifest."""
     nodes = json.loads(manifest.read_text())["nodes"]
     spent = dict.fromkeys(KINDS, 0.0)
-    for result in json.loads((target / "run_results.json").read_text())["results"]:
+    for result in results:
         unique_id = result["unique_id"]
         if unique_id.startswith("test."):
             spent["data tests"] += result["execution_time"]
@@ -137,11 +136,12 @@ def _dbt_build(warehouse: Path, now: str, target: Path, full_refresh: bool) -> d
     if m.returncode:
         raise SystemExit(f"dbt build failed with exit code {m.returncode}; see {log}")
     shutil.copyfile(shared / "run_results.json", target / "run_results.json")
+    results = json.loads((target / "run_results.json").read_text())["results"]
     return {
         "seconds": round(m.seconds, 1),
         "peak_gib": round(m.peak_gib, 2),
-        "slowest_models": _slowest(target),
-        "node_seconds": _time_by_kind(target, shared / "manifest.json"),
+        "slowest_models": _slowest(results),
+        "node_seconds": _time_by_kind(results, shared / "manifest.json"),
     }
 
 
