@@ -70,9 +70,9 @@ ERASURE_LOG_TABLE = "erasure_log"
 ERASURE_REQUESTS_RESOURCE = "erasure_requests"
 
 
-def link_key(link_type: str, value: Any) -> str:
+def link_key(link_type: str, id_hash: str) -> str:
     """How a linked person's id stands in the tombstone's set: kind, then the id's hash."""
-    return f"{link_type}:{identifier_hash(value)}"
+    return f"{link_type}:{id_hash}"
 
 
 def normalize_identifier(value: Any) -> str:
@@ -127,7 +127,7 @@ def read_tombstone(warehouse: Path) -> frozenset[str]:
     and beside each, `<link type>:<hash>` for the ids a link of that type names."""
     rows = _privacy_rows(warehouse, TOMBSTONE_TABLE, "DISTINCT id_hash, source, id_type")
     links = {
-        f"{link_type}:{h}"
+        link_key(link_type, h)
         for h, source, id_type in rows
         for link_type, kinds in PERSON_LINK_TYPES.items()
         if (source, id_type) in kinds
@@ -162,7 +162,7 @@ def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:
         isinstance(item, dict)
         and item.get(LINK_TYPE) in PERSON_LINK_TYPES
         and item.get(LINK_ID) is not None
-        and link_key(item[LINK_TYPE], item[LINK_ID]) in tombstone
+        and link_key(item[LINK_TYPE], identifier_hash(item[LINK_ID])) in tombstone
     )
 
 

@@ -27,7 +27,8 @@ def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
 
 def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
     # Contact 101 was erased; so was someone whose Shopify customer id is 103.
-    tombstone = frozenset({identifier_hash("101"), link_key("contacts", "101"), identifier_hash("103")})
+    contact = identifier_hash("101")
+    tombstone = frozenset({contact, link_key("contacts", contact), identifier_hash("103")})
     step = ErasureFilter(tombstone, "deals")
     deal = {
         "id": "7",
