@@ -1,6 +1,11 @@
-"""Where the pushes go: each destination's base URL and credential, from the environment.
+"""Where the pushes go: each destination's base URL and credential, from dlt's configuration.
 
-| variable | default |
+Settings are read the way the loaders read theirs, through dlt's providers: the environment
+first, then the `.dlt` files (keys `activation.<destination>.<name>`, falling back to the
+loaders' `sources.<destination>.<name>`). API keys come only from the environment or
+`.dlt/secrets.toml`, never from `.dlt/config.toml`, which git tracks.
+
+| setting (as an environment variable) | default |
 |---|---|
 | `ACTIVATION__KLAVIYO__BASE_URL` | `SOURCES__KLAVIYO__BASE_URL`, else `https://a.klaviyo.com` |
 | `ACTIVATION__KLAVIYO__API_KEY` | `SOURCES__KLAVIYO__API_KEY` (a private key with write scopes) |
@@ -9,24 +14,37 @@
 | `ACTIVATION__MAILCHIMP__LIST_ID` | required: the audience whose tags Tessera keeps |
 
 Pushes usually use the same accounts the loaders read, hence the fallbacks; a separate
-variable lets a shop give the pushes a key of their own (with write scopes only there).
+setting lets a shop give the pushes a key of their own (with write scopes only there).
+A key kept in `.dlt/secrets.toml` for the loaders therefore serves the pushes too, and the
+base URLs in the project's `.dlt/config.toml` (the sandbox) are theirs until overridden.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
+
+import dlt
 
 from activation.destinations.base import Destination
 
 
 class DestinationNotConfigured(RuntimeError):
-    """A destination an audience asks for has no credential; says which variable to set."""
+    """A destination an audience asks for has no credential; says which setting to set."""
 
 
-def _setting(destination: str, name: str) -> str | None:
-    key = destination.upper()
-    return os.environ.get(f"ACTIVATION__{key}__{name}") or os.environ.get(f"SOURCES__{key}__{name}") or None
+# Read through dlt's secrets accessor (the environment, then `.dlt/secrets.toml`): a credential
+# is never taken from `.dlt/config.toml`, which git tracks.
+SECRET_NAMES = frozenset({"API_KEY"})
+
+
+def _setting(destination: str, name: str, sections: tuple[str, ...] = ("activation", "sources")) -> str | None:
+    """The first of `<section>.<destination>.<name>` that is set, in the order of `sections`."""
+    accessor = dlt.secrets if name in SECRET_NAMES else dlt.config
+    for section in sections:
+        value = accessor.get(f"{section}.{destination}.{name.lower()}")
+        if value not in (None, ""):
+            return str(value)
+    return None
 
 
 def _require(destination: str, name: str) -> str:
@@ -34,7 +52,7 @@ def _require(destination: str, name: str) -> str:
     if not value:
         raise DestinationNotConfigured(
             f"{destination}: set ACTIVATION__{destination.upper()}__{name} "
-            f"(or SOURCES__{destination.upper()}__{name}) to push there"
+            f"(or SOURCES__{destination.upper()}__{name}, or the same keys in .dlt/secrets.toml) to push there"
         )
     return value
 
@@ -49,7 +67,7 @@ def klaviyo_from_env() -> Destination:
 def mailchimp_from_env() -> Destination:
     from activation.destinations.mailchimp import MailchimpDestination
 
-    list_id = os.environ.get("ACTIVATION__MAILCHIMP__LIST_ID")
+    list_id = _setting("mailchimp", "LIST_ID", sections=("activation",))
     if not list_id:
         raise DestinationNotConfigured("mailchimp: set ACTIVATION__MAILCHIMP__LIST_ID, the audience to keep tags on")
     return MailchimpDestination(_setting("mailchimp", "BASE_URL"), _require("mailchimp", "API_KEY"), list_id)
