@@ -1,14 +1,17 @@
 """`python -m activation.privacy`: erasure and access requests from the command line.
 
-  erase   --email X [--identifier source:id_type:value ...]
+  erase   --email X [--identifier source:id_type:value ...] [--destinations klaviyo mailchimp]
           Delete the person from the warehouse, the dlt load packages, the analysts' copy
-          and (with --destinations) the email platforms, and tombstone their identifiers so
-          no later load brings them back. Prints what was deleted where.
+          and the email platforms named by --destinations (none without it: unlike the
+          nightly run, which asks every configured platform), and tombstone their identifiers
+          so no later load brings them back. Prints what was deleted where.
   access  --email X [--identifier ...] --out person.json
           Write everything Tessera holds about the person to one JSON file.
 
-The warehouse is `data/warehouse.duckdb` (or under TESSERA_DATA_DIR); never run `erase` while
-a nightly run writes it (DuckDB has one writer).
+The warehouse is `warehouse.duckdb` in the data folder (TESSERA_DATA_DIR, or `data/` in the
+project); `--warehouse X` names another, and `erase` then cleans the load packages (`dlt/`) and
+the analysts' copy (`analysts.duckdb`) in X's folder. Never run `erase` while a nightly run
+writes the warehouse (DuckDB has one writer).
 """
 
 from __future__ import annotations
@@ -24,16 +27,24 @@ from orchestration.paths import data_dir
 
 
 def _destinations(names: list[str]) -> list:
-    """The configured email platforms, by name (their settings come from the environment)."""
+    """The configured email platforms, by name (settings as the pushes read them: activation.settings)."""
     from activation.privacy.destinations import configured_destinations
 
     return configured_destinations(names)
 
 
+def _data_folder(warehouse: Path | None) -> Path:
+    """The folder of the warehouse, its dlt load packages (`dlt/`) and its analysts' copy
+    (`analysts.duckdb`): the data folder, or the folder of the warehouse `--warehouse` names."""
+    # Another warehouse's packages and copy lie beside it: cleaning the default folder's instead
+    # would leave the person in that warehouse's files and republish a copy of the wrong warehouse.
+    return warehouse.resolve().parent if warehouse is not None else data_dir()
+
+
 def _erase(args: argparse.Namespace) -> int:
     from activation.privacy.erase import ErasureRequest, erase_requests
 
-    root = data_dir()
+    root = _data_folder(args.warehouse)
     request = ErasureRequest(
         request_id=args.request_id or f"cli_{uuid.uuid4().hex[:12]}",
         email=args.email,
@@ -82,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (
-        ("erase", "erase a person everywhere (warehouse, files, email platforms) and keep them out"),
+        ("erase", "erase a person (warehouse, its files, the email platforms given) and keep them out"),
         ("access", "export everything held about a person to one JSON file"),
     ):
         sub = commands.add_parser(name, help=helptext, description=helptext)
@@ -94,7 +105,13 @@ def main(argv: list[str] | None = None) -> int:
             metavar="SOURCE:ID_TYPE:VALUE",
             help="another identifier of the person, e.g. shopify:customer_id:123 (repeatable)",
         )
-        sub.add_argument("--warehouse", type=Path, help="the DuckDB warehouse (default: data/warehouse.duckdb)")
+        beside = "; the dlt/ load packages and analysts.duckdb in its folder are cleaned too" if name == "erase" else ""
+        sub.add_argument(
+            "--warehouse",
+            type=Path,
+            help="the DuckDB warehouse (default: warehouse.duckdb in $TESSERA_DATA_DIR, or in the project's data/ "
+            f"if unset){beside}",
+        )
         if name == "erase":
             sub.add_argument("--request-id", help="the request's id in the shop's records (default: a new one)")
             sub.add_argument(
@@ -102,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                 nargs="*",
                 default=[],
                 choices=["klaviyo", "mailchimp"],
-                help="email platforms to delete the person from too (settings from the environment)",
+                help=(
+                    "email platforms to delete the person from too (settings from the environment); "
+                    "default: none, so no platform is asked (the nightly run asks every configured one)"
+                ),
             )
         else:
             sub.add_argument("--out", type=Path, required=True, help="where to write the JSON file")
