@@ -31,11 +31,15 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Push Tessera's audiences (every dbt model with a meta.activation block) to Klaviyo and "
             "Mailchimp: only the changes since the last push, consent first. Destinations are configured "
-            "by ACTIVATION__<DESTINATION>__* variables (see activation/settings.py and the README)."
+            "by ACTIVATION__<DESTINATION>__* variables or the same keys in .dlt/secrets.toml "
+            "(see activation/settings.py and the README)."
         ),
     )
     parser.add_argument(
-        "--warehouse", type=Path, default=None, help="DuckDB warehouse (default: data/warehouse.duckdb)"
+        "--warehouse",
+        type=Path,
+        default=None,
+        help="DuckDB warehouse (default: warehouse.duckdb in $TESSERA_DATA_DIR, or in the project's data/ if unset)",
     )
     parser.add_argument(
         "--manifest",

@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         for table, rows in _summary(data / "warehouse.duckdb"):
             print(f"    {table:<45} {rows:>10,} rows")
         _print_identity_scores(data / "warehouse.duckdb", world)
-        print("Open the Dagster UI with `make dev`; query the marts with `duckdb data/warehouse.duckdb`.")
+        # Analysts query the read-only copy: a connection to the warehouse would stop the next load.
+        print(
+            f"Open the Dagster UI with `make dev`; query the marts with `duckdb -readonly {data / 'analysts.duckdb'}`."
+        )
         return 0
     finally:
         server.send_signal(signal.SIGINT)

@@ -1,4 +1,5 @@
-"""`python -m sandbox`: generate a world, serve it, or move its clock."""
+"""`python -m sandbox`: `generate` a world, `serve` it, `advance` its clock, print the `env` exports
+that point Tessera at it, or score the warehouse's identity map against its truth (`identity-report`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 DEFAULT_WORLD = Path("data/sandbox")
 DEFAULT_PORT = 8700
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -122,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     srv.set_defaults(func=_serve)
 
     adv = sub.add_parser("advance", help="move a running sandbox's clock forward (new activity appears)")
-    adv.add_argument("--days", type=int, default=1)
-    adv.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    adv.add_argument("--days", type=int, default=1, help="days to move the clock forward (default 1)")
+    adv.add_argument("--url", default=DEFAULT_URL, help=f"the running sandbox's address (default {DEFAULT_URL})")
     adv.set_defaults(func=_advance)
 
     env = sub.add_parser("env", help="print the shell exports that point Tessera at a running sandbox")
     env.add_argument("--world", type=Path, default=DEFAULT_WORLD, help=f"world directory (default {DEFAULT_WORLD})")
-    env.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
+    env.add_argument("--url", default=DEFAULT_URL, help=f"the running sandbox's address (default {DEFAULT_URL})")
     env.set_defaults(func=_env)
 
     rep = sub.add_parser(

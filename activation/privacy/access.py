@@ -1,8 +1,10 @@
 """Access: everything Tessera holds about one person, in one readable JSON file.
 
-The file starts with a header (what it is, when it was made, who asked, how the person was
-found), then the person's identifiers, the segments and audiences they are in, and every row
-of every table that is theirs (`rows.select_rows`), grouped by `schema.table`.
+The file holds what it is (`about`), when it was made (`generated_at`), what was asked for
+(`request`), the person's customer ids (`customer_ids`) and identifiers (`identifiers`), the
+segments and audiences they are in (`segments`), how many rows each table holds of theirs
+(`row_counts`), and every row of every table that is theirs (`tables`, grouped by
+`schema.table`; `rows.select_rows`).
 """
 
 from __future__ import annotations
