@@ -15,5 +15,6 @@ where
     or consent.email_consent_status != 'subscribed'
     or consent.is_email_bounced
     or consent.has_marked_email_as_spam
+    or consent.is_erased is true
 
 {% endtest %}
