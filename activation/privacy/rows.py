@@ -8,6 +8,10 @@ identity models, when an identity node (`email:<value>`) is theirs. A dlt child 
 line items, a member's tags) belongs to its parent: it goes with the rows
 it hangs off by `_dlt_root_id`/`_dlt_parent_id`.
 
+A payload that only links to them (a deal quarantined in HubSpot's own form, its
+`associations.contacts.results[].id` naming their contact) is exported with their rows, and at
+erasure rewritten without the link: the record is the shop's, as the load filter keeps it.
+
 The tombstone and the erasure log (`privacy` schema) and the dbt seeds are never touched.
 """
 
@@ -24,9 +28,14 @@ from ingestion.common.erasure import (
     LINK_ID,
     LINK_TYPE,
     PERSON_LINK_TYPES,
+    RAW_LINKS_KEY,
+    RAW_LINKS_MARK,
     TOMBSTONE_SCHEMA,
+    identifier_hash,
     is_person_column,
+    link_key,
     normalize_identifier,
+    without_erased_links,
 )
 
 UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", "pg_catalog"})
@@ -84,7 +93,7 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
         elif low in NODE_COLUMNS and data_type == "VARCHAR" and not schema.startswith("raw_"):
             node = f"lower(substr({column}, strpos({column}, ':') + 1))"
             parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {node} = p.v")
-        elif data_type == "JSON" or (low in PAYLOAD_COLUMNS and data_type == "VARCHAR"):
+        elif _is_payload(name, data_type):
             text = f"CAST({column} AS VARCHAR)"
             # Not an equality: a nested loop over (row, email). The `@` filter keeps it to rows
             # that can hold an email, and lowering the text once per row, not once per pair,
@@ -97,6 +106,73 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
         link = f"t.{LINK_TYPE} || ':' || lower(trim(CAST(t.{LINK_ID} AS VARCHAR)))"
         parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_links p ON {link} = p.v")
     return " UNION ".join(parts) if parts else None
+
+
+def _is_payload(name: str, data_type: str) -> bool:
+    return data_type == "JSON" or (name.lower() in PAYLOAD_COLUMNS and data_type == "VARCHAR")
+
+
+def raw_link_query(schema: str, table: str, column: str) -> str:
+    """SQL giving `(k, rid)` for each row whose payload `column` (a quarantined record in the
+    vendor's own form) links to the k-th person: HubSpot's `associations.<type>.results[].id`."""
+    text = f'CAST(t."{column}" AS VARCHAR)'
+    parts = []
+    for link_type in PERSON_LINK_TYPES:
+        ids = f"json_extract_string({text}, '$.{RAW_LINKS_KEY}.{link_type}.results[*].id')"
+        linked = (
+            f'SELECT t.rowid AS rid, unnest({ids}) AS link_id FROM "{schema}"."{table}" AS t '
+            f"WHERE contains({text}, '{RAW_LINKS_MARK}') AND json_valid({text})"
+        )
+        found = f"JOIN _people_links p ON '{link_type}:' || lower(trim(l.link_id)) = p.v"
+        parts.append(f"SELECT p.k, l.rid FROM ({linked}) AS l {found}")
+    return " UNION ".join(parts)
+
+
+def _mark_raw_links(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """`_people_raw_links (schema_name, table_name, column_name, k, rid)`: rows whose payload
+    links to a loaded person; returns the (schema, table, column)s that have any."""
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _people_raw_links "
+        "(schema_name VARCHAR, table_name VARCHAR, column_name VARCHAR, k INTEGER, rid BIGINT)"
+    )
+    if not con.execute("SELECT count(*) FROM _people_links").fetchall()[0][0]:
+        return []  # nobody with a HubSpot contact: no payload can link to them
+    for schema, table, table_columns in _candidate_tables(con):
+        for name, data_type in table_columns:
+            if _is_payload(name, data_type) and not name.startswith("_dlt"):
+                query = raw_link_query(schema, table, name)
+                con.execute(
+                    f"INSERT INTO _people_raw_links SELECT ?, ?, ?, k, rid FROM ({query})", [schema, table, name]
+                )
+    return con.execute(
+        "SELECT DISTINCT schema_name, table_name, column_name FROM _people_raw_links ORDER BY ALL"
+    ).fetchall()
+
+
+def _unlink_payloads(con: duckdb.DuckDBPyConnection, people: Sequence[Person], deleted: Deleted) -> None:
+    """Rewrite each payload that links to one of `people` without those links: the record (a
+    deal the shop could not load) stays in quarantine, as the load filter keeps it."""
+    links = frozenset(
+        link_key(link_type, identifier_hash(value))
+        for person in people
+        for link_type, value in (v.split(":", 1) for v in _link_values(person))
+    )
+    for schema, table, column in _mark_raw_links(con):
+        # Rows deleted as theirs already (a quarantined record naming their email) are gone.
+        rows = con.execute(
+            f'SELECT t.rowid, CAST(t."{column}" AS VARCHAR), list(DISTINCT l.k) FROM "{schema}"."{table}" AS t '
+            "JOIN _people_raw_links AS l ON l.rid = t.rowid "
+            "WHERE l.schema_name = ? AND l.table_name = ? AND l.column_name = ? GROUP BY ALL",
+            [schema, table, column],
+        ).fetchall()
+        key = f"{schema}.{table} (links removed)"
+        for rid, text, owners in rows:
+            cleaned = without_erased_links({"record": text}, links)["record"]
+            con.execute(f'UPDATE "{schema}"."{table}" SET "{column}" = ? WHERE rowid = ?', [cleaned, rid])
+            for k in owners:
+                deleted.per_person[k][key] = deleted.per_person[k].get(key, 0) + 1
+        if rows:
+            deleted.per_table[key] = deleted.per_table.get(key, 0) + len(rows)
 
 
 def _candidate_tables(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str, list[tuple[str, str]]]]:
@@ -144,11 +220,14 @@ def select_rows(con: duckdb.DuckDBPyConnection, person: Person) -> dict[str, lis
     """Every row of the person, by `schema.table` (tables without any are left out)."""
     load_people(con, [person])
     out: dict[str, list[dict[str, Any]]] = {}
-    for schema, table in _mark_matches(con):
+    # Their rows, and the records that link to them (a quarantined deal's raw associations).
+    found = sorted({*_mark_matches(con), *((schema, table) for schema, table, _ in _mark_raw_links(con))})
+    for schema, table in found:
         cursor = con.execute(
             f'SELECT * FROM "{schema}"."{table}" WHERE rowid IN '
-            "(SELECT rid FROM _people_rows WHERE schema_name = ? AND table_name = ?)",
-            [schema, table],
+            "(SELECT rid FROM _people_rows WHERE schema_name = $s AND table_name = $t "
+            "UNION SELECT rid FROM _people_raw_links WHERE schema_name = $s AND table_name = $t)",
+            {"s": schema, "t": table},
         )
         names = [d[0] for d in cursor.description]
         out[f"{schema}.{table}"] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -180,4 +259,5 @@ def delete_rows(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> Del
             "(SELECT rid FROM _people_rows WHERE schema_name = ? AND table_name = ?)",
             [schema, table],
         ).fetchall()[0][0]
+    _unlink_payloads(con, people, deleted)
     return deleted

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,10 @@ LINK_TYPE, LINK_ID = "to_object_type", "to_id"
 PERSON_LINK_TYPES: dict[str, frozenset[tuple[str, str]]] = {
     "contacts": frozenset({("hubspot", "contact_id"), ("hubspot", "id")}),
 }
+# The same links in the vendor's own form, as a quarantined record keeps them:
+# `{"associations": {"contacts": {"results": [{"id": "101", "type": "deal_to_contact"}]}}}`.
+RAW_LINKS_KEY = "associations"
+RAW_LINKS_MARK = f'"{RAW_LINKS_KEY}"'
 # Processed erasure requests, one row each (written by activation/privacy).
 ERASURE_LOG_TABLE = "erasure_log"
 ERASURE_REQUESTS_RESOURCE = "erasure_requests"
@@ -167,11 +171,48 @@ def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:
 
 
 def without_erased_links(record: dict[str, Any], tombstone: frozenset[str]) -> dict[str, Any]:
-    """`record` without its links (`LINK_TYPE`/`LINK_ID` items of a list) to erased people."""
+    """`record` without its links (`LINK_TYPE`/`LINK_ID` items of a list) to erased people; a
+    quarantine row's record (JSON text, in the vendor's own form) without them too."""
     for key, value in record.items():
         if isinstance(value, list) and any(_is_erased_link(item, tombstone) for item in value):
             record[key] = [item for item in value if not _is_erased_link(item, tombstone)]
+    quarantined = record.get("record")
+    if isinstance(quarantined, str) and RAW_LINKS_MARK in quarantined:
+        record["record"] = _without_erased_raw_links(quarantined, tombstone)
     return record
+
+
+def raw_links(record: Any) -> Iterator[tuple[str, Any]]:
+    """(link type, id) of each link to a person in a record as the vendor serves it: HubSpot's
+    `associations.<type>.results[].id`, before the loader makes them child rows."""
+    block = record.get(RAW_LINKS_KEY) if isinstance(record, dict) else None
+    if not isinstance(block, dict):
+        return
+    for link_type in PERSON_LINK_TYPES:
+        links = block.get(link_type)
+        for link in (links.get("results") or []) if isinstance(links, dict) else []:
+            if isinstance(link, dict) and link.get("id") is not None:
+                yield link_type, link["id"]
+
+
+def _without_erased_raw_links(text: str, tombstone: frozenset[str]) -> str:
+    """A quarantined record's JSON without its raw-form links to erased people. The record
+    stays in quarantine (it is the shop's, and is read again): only the link goes."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return text
+    erased = {
+        (link_type, str(link_id))
+        for link_type, link_id in raw_links(record)
+        if link_key(link_type, identifier_hash(link_id)) in tombstone
+    }
+    if not erased:
+        return text
+    for link_type in {t for t, _ in erased}:
+        block = record[RAW_LINKS_KEY][link_type]
+        block["results"] = [r for r in block["results"] if (link_type, str(r.get("id"))) not in erased]
+    return json.dumps(record, default=str, sort_keys=True)
 
 
 def carries_erased(record: Any, tombstone: frozenset[str], resource: str | None = None) -> bool:

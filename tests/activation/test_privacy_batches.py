@@ -396,3 +396,42 @@ def test_a_deals_link_to_an_erased_contact_is_deleted_and_the_deal_kept(tmp_path
         assert con.execute(
             "SELECT to_object_type, to_id FROM raw_hubspot.deals__associations ORDER BY 1, 2"
         ).fetchall() == [("companies", "301"), ("contacts", "101"), ("contacts", "399")]
+
+
+def test_a_quarantined_deals_raw_link_to_an_erased_contact_is_removed_and_the_deal_kept(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    deal = {
+        "id": "d2",
+        "properties": {"amount": "not a number"},
+        "associations": {
+            "contacts": {"results": [{"id": "301", "type": "deal_to_contact"}, {"id": "399"}]},
+            "companies": {"results": [{"id": "301", "type": "deal_to_company"}]},
+        },
+    }
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA raw_hubspot")
+        con.execute("CREATE TABLE raw_hubspot.contacts (id VARCHAR, email VARCHAR, _dlt_id VARCHAR)")
+        con.execute("INSERT INTO raw_hubspot.contacts VALUES ('301', ?, 'c1')", [ANA])
+        con.execute("CREATE TABLE raw_hubspot.quarantine (resource VARCHAR, reason VARCHAR, record VARCHAR)")
+        con.execute(
+            "INSERT INTO raw_hubspot.quarantine VALUES ('deals', 'amount is not a number', ?), "
+            "('deals', 'amount is not a number', ?), ('notes', 'free text', 'call Ana about {\"associations\"')",
+            [json.dumps(deal), json.dumps({**deal, "id": "d3", "associations": {}})],
+        )
+    # The access export lists the quarantined deal that links to her.
+    exported = build_export(warehouse, ANA)["tables"]["raw_hubspot.quarantine"]
+    # (The export shows a JSON payload as JSON.)
+    assert [r["record"]["id"] for r in exported] == ["d2"]
+
+    batch = erase_requests(warehouse, _requests(warehouse)[:1])
+
+    (ana,) = batch.requests
+    assert ana.rows_deleted["raw_hubspot.quarantine (links removed)"] == 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        records = [
+            json.loads(r) for r in _rows(con, "SELECT record FROM raw_hubspot.quarantine WHERE resource = 'deals'")
+        ]
+    assert [r["id"] for r in records] == ["d2", "d3"]
+    assert records[0]["associations"]["contacts"]["results"] == [{"id": "399"}]
+    assert records[0]["associations"]["companies"] == deal["associations"]["companies"]
+    assert records[0]["properties"] == deal["properties"]

@@ -49,3 +49,29 @@ def test_links_to_an_erased_contact_are_dropped_and_the_record_kept():
         ("contacts", "102"),
         ("contacts", "103"),
     ]
+
+
+def test_a_quarantined_record_keeps_its_place_without_its_links_to_an_erased_contact():
+    # The vendor's own form, as quarantine keeps a record it could not load.
+    contact = identifier_hash("101")
+    tombstone = frozenset({contact, link_key("contacts", contact)})
+    step = ErasureFilter(tombstone, "deals")
+    raw = {
+        "id": "7",
+        "properties": {"amount": "not a number"},
+        "associations": {
+            "contacts": {
+                "results": [{"id": "101", "type": "deal_to_contact"}, {"id": "102", "type": "deal_to_contact"}]
+            },
+            "companies": {"results": [{"id": "101", "type": "deal_to_company"}]},
+        },
+    }
+    row = {"resource": "deals", "reason": "amount is not a number", "record": json.dumps(raw)}
+    (kept,) = step([row])
+    record = json.loads(kept["record"])
+    assert record["id"] == "7" and record["properties"] == raw["properties"]
+    assert record["associations"]["contacts"]["results"] == [{"id": "102", "type": "deal_to_contact"}]
+    assert record["associations"]["companies"] == raw["associations"]["companies"]
+    # A quarantined record linking to nobody erased is left exactly as it was written.
+    other = {**row, "record": json.dumps({**raw, "associations": {"contacts": {"results": [{"id": "102"}]}}})}
+    assert step([other]) == [other]
