@@ -351,18 +351,26 @@ def test_rows_of_requests_processed_earlier_are_deleted_on_the_next_run(tmp_path
             "('r_ben', NULL, '2026-11-02', '[\"shopify:customer_id:102\"]')"
         )
     assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
+    # The privacy load's completed package that brought the row back holds it too.
+    package = tmp_path / "dlt" / "privacy" / "load" / "loaded" / "1700000000.1"
+    package.mkdir(parents=True)
+    (package / "erasure_requests.jsonl").write_text(
+        '{"request_id": "r_ben", "identifiers": "shopify:customer_id:102"}\n'
+    )
 
     told: list[str] = []
-    batch = erase_requests(warehouse, [], progress=told.append)
+    batch = erase_requests(warehouse, [], pipelines_dir=tmp_path / "dlt", progress=told.append)
     assert batch.rows_deleted == {"raw_privacy.erasure_requests": 1}
+    assert batch.packages_deleted == 1 and not package.exists()
     assert told[0] == "1 row(s) of requests processed on earlier runs deleted from raw_privacy.erasure_requests"
     assert told[1].startswith("warehouse file rewritten without the deleted rows")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert _rows(con, "SELECT request_id FROM raw_privacy.erasure_requests") == ["r_bad"]
-    # Nothing left to delete: a run with nothing to do does nothing.
+    # Nothing left to delete: a run with nothing to do does nothing, and keeps later packages.
+    package.mkdir(parents=True)
     told.clear()
-    erase_requests(warehouse, [], progress=told.append)
-    assert told == []
+    batch = erase_requests(warehouse, [], pipelines_dir=tmp_path / "dlt", progress=told.append)
+    assert told == [] and batch.packages_deleted == 0 and package.exists()
 
 
 def test_a_deals_link_to_an_erased_contact_is_deleted_and_the_deal_kept(tmp_path):
