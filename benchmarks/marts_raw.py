@@ -17,6 +17,11 @@ world's Parquet store directly:
 plays the next night's loads: Mixpanel events that arrived in `(since, clock]` are appended
 (the loader appends new insert ids), every other table is replaced by its state at `clock`
 (what the loaders' merges on primary keys leave, since the store holds each record once).
+
+Each row carries the `_dlt_load_id` of the load that wrote it, as dlt stamps it: a night's load
+id (the clock's epoch seconds, dlt's format) on the rows that night's loads brought, which are
+the new and changed ones (the loaders read from their cursors), while a row the night left as
+it was keeps the load id it had.
 """
 
 from __future__ import annotations
@@ -29,8 +34,6 @@ import duckdb
 
 from ingestion.mixpanel.parse import FAST_QUERY
 from sandbox.server.vendors.shopify.resources import CHECKOUTS_SQL, ORDERS_SQL, PRODUCTS_SQL, customers_sql
-
-LOAD_ID = "benchmark"
 
 # (schema, table) -> SELECT over the store's views, with $clock bound to the world's clock.
 _TABLES: dict[tuple[str, str], str] = {}
@@ -483,10 +486,16 @@ def _store_views(con: duckdb.DuckDBPyConnection, store: Path) -> None:
         con.execute(f"CREATE OR REPLACE TEMP VIEW {parquet.stem} AS SELECT * FROM read_parquet('{parquet}')")
 
 
+def load_id(clock: datetime) -> str:
+    """The load id dlt would give a load started at `clock` (its epoch seconds as text)."""
+    return f"{clock.timestamp():.6f}"
+
+
 def _events(con: duckdb.DuckDBPyConnection, clock: datetime, since: datetime | None) -> str:
     params = {"clock": clock, "since": since or datetime.min.replace(tzinfo=clock.tzinfo)}
     con.execute(f"CREATE OR REPLACE TEMP TABLE lines AS {_MIXPANEL_LINES}", params)
-    parsed = f"SELECT * EXCLUDE (rn, _bad), '{LOAD_ID}' AS _dlt_load_id, md5(insert_id) AS _dlt_id FROM ({FAST_QUERY})"
+    stamp = f"'{load_id(clock)}' AS _dlt_load_id"
+    parsed = f"SELECT * EXCLUDE (rn, _bad), {stamp}, md5(insert_id) AS _dlt_id FROM ({FAST_QUERY})"
     if since is None:
         con.execute(f"CREATE OR REPLACE TABLE raw_mixpanel.events AS {parsed}")
     else:
@@ -507,12 +516,37 @@ def write_raw(con: duckdb.DuckDBPyConnection, store: Path, clock: datetime, sinc
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     written = [_events(con, clock, since)]
     for (schema, name), sql in _TABLES.items():
-        con.execute(
-            f"CREATE OR REPLACE TABLE {schema}.{name} AS SELECT *, '{LOAD_ID}' AS _dlt_load_id FROM ({sql})",
-            {"clock": clock} if "$clock" in sql else None,
-        )
+        params = {"clock": clock} if "$clock" in sql else None
+        if since is None:
+            con.execute(
+                f"CREATE OR REPLACE TABLE {schema}.{name} AS SELECT *, '{load_id(clock)}' AS _dlt_load_id FROM ({sql})",
+                params,
+            )
+        else:
+            _replace_keeping_load_ids(con, f"{schema}.{name}", sql, params, load_id(clock))
         written.append(f"{schema}.{name}")
     return {table: con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] for table in written}
+
+
+def _replace_keeping_load_ids(
+    con: duckdb.DuckDBPyConnection, table: str, sql: str, params: dict | None, new_load_id: str
+) -> None:
+    """Replace `table` by the rows of `sql`: a row equal to one the table held keeps that row's
+    load id, any other row (new, or changed since) gets `new_load_id`."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _next AS {sql}", params)
+    # A row is compared whole, by a hash of all its values (the same columns, in the same order,
+    # as both come from `sql`); equal rows that were written twice keep the first load id.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _kept AS SELECT hash(struct_pack(*COLUMNS(* EXCLUDE (_dlt_load_id)))) "
+        f"AS row_hash, min(_dlt_load_id) AS load_id FROM {table} GROUP BY ALL"
+    )
+    hashed = "SELECT *, hash(struct_pack(*COLUMNS(*))) AS _row_hash FROM _next"
+    con.execute(
+        f"CREATE OR REPLACE TABLE {table} AS SELECT n.* EXCLUDE (_row_hash), "
+        f"coalesce(k.load_id, '{new_load_id}') AS _dlt_load_id FROM ({hashed}) AS n "
+        "LEFT JOIN _kept AS k ON n._row_hash = k.row_hash"
+    )
+    con.execute("DROP TABLE _next; DROP TABLE _kept")
 
 
 def world_clock(world: Path) -> datetime:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import duckdb
 
 from benchmarks import marts_build
+from benchmarks.marts_raw import load_id, write_raw
 
 
 def test_small_world_reports_full_and_incremental_builds(capsys, tmp_path):
@@ -45,3 +47,22 @@ def test_small_world_reports_full_and_incremental_builds(capsys, tmp_path):
     clock = marts_build.world_clock(tmp_path / "world")
     assert newest_event > clock, "the next day's events were appended"
     assert newest_checkout > clock, "the incremental build picked them up"
+
+
+def test_the_next_nights_load_id_marks_only_the_rows_it_brought(tmp_path):
+    """As dlt stamps them: rows a night left as they were keep the first load's id."""
+    world = marts_build._world(tmp_path, seed=1, customers=300, days=20)
+    clock = marts_build.world_clock(world)
+    first, second = load_id(clock), load_id(clock + timedelta(days=1))
+    with duckdb.connect(str(tmp_path / "raw.duckdb")) as con:
+        write_raw(con, world / "store", clock)
+        before = dict(con.execute("SELECT id, updated_at FROM raw_shopify.customers").fetchall())
+        write_raw(con, world / "store", clock + timedelta(days=1), since=clock)
+        rows = con.execute("SELECT id, updated_at, _dlt_load_id FROM raw_shopify.customers").fetchall()
+        events = dict(con.execute("SELECT _dlt_load_id, count(*) FROM raw_mixpanel.events GROUP BY 1").fetchall())
+    assert first < second, "load ids order as the loads did"
+    for customer_id, updated_at, stamped in rows:
+        unchanged = before.get(customer_id) == updated_at
+        assert stamped == (first if unchanged else second), (customer_id, updated_at, before.get(customer_id))
+    assert {stamped for *_, stamped in rows} == {first, second}, "the night changed some customers, not all"
+    assert set(events) == {first, second}, "the night's events carry its load id"
