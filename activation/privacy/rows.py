@@ -43,6 +43,8 @@ UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", 
 PAYLOAD_COLUMNS = frozenset({"record", "payload", "properties", "event_properties", "other_properties"})
 # Identity-model columns holding `kind:value` nodes.
 NODE_COLUMNS = frozenset({"node", "id_key", "link"})
+# An identity record (`<record_type>:<key>`): a row of one is the person's when any row of it is.
+RECORD_COLUMN = "record_id"
 
 
 def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
@@ -149,6 +151,29 @@ def _mark_raw_links(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]
     ).fetchall()
 
 
+def _mark_whole_records(con: duckdb.DuckDBPyConnection, record_tables: list[tuple[str, str]]) -> None:
+    """Every row of an identity record any row of which is the person's, in every identity
+    table: the record's other identifiers (an order's checkout token, the shared device of a
+    login) describe their record, which raw no longer holds once they are erased. The
+    incremental identity models rebuild only what a load changed, so they rely on this."""
+    if not record_tables:
+        return
+    found = " UNION ".join(
+        f'SELECT m.k, t.{RECORD_COLUMN} AS record_id FROM "{schema}"."{table}" AS t '
+        f"JOIN _people_rows AS m ON m.rid = t.rowid AND m.schema_name = '{schema}' AND m.table_name = '{table}'"
+        for schema, table in record_tables
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _people_records AS SELECT DISTINCT k, record_id FROM ({found})")
+    for schema, table in record_tables:
+        con.execute(
+            "INSERT INTO _people_rows SELECT $schema, $table, r.k, t.rowid, NULL "
+            f'FROM "{schema}"."{table}" AS t JOIN _people_records AS r ON r.record_id = t.{RECORD_COLUMN} '
+            "WHERE NOT EXISTS (SELECT 1 FROM _people_rows AS o "
+            "WHERE o.schema_name = $schema AND o.table_name = $table AND o.k = r.k AND o.rid = t.rowid)",
+            {"schema": schema, "table": table},
+        )
+
+
 def _unlink_payloads(con: duckdb.DuckDBPyConnection, people: Sequence[Person], deleted: Deleted) -> None:
     """Rewrite each payload that links to one of `people` without those links: the record (a
     deal the shop could not load) stays in quarantine, as the load filter keeps it."""
@@ -190,6 +215,7 @@ def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         "(schema_name VARCHAR, table_name VARCHAR, k INTEGER, rid BIGINT, dlt_id VARCHAR)"
     )
     lineage: list[tuple[str, str, list[str]]] = []
+    record_tables: list[tuple[str, str]] = []
     for schema, table, table_columns in _candidate_tables(con):
         query = match_query(schema, table, table_columns)
         if query:
@@ -198,6 +224,9 @@ def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
         links = [c for c in ("_dlt_root_id", "_dlt_parent_id") if c in {name for name, _ in table_columns}]
         if "_dlt_parent_id" in links:
             lineage.append((schema, table, links))
+        if RECORD_COLUMN in {name for name, _ in table_columns} and not schema.startswith("raw_"):
+            record_tables.append((schema, table))
+    _mark_whole_records(con, record_tables)
     # Children of children: two passes reach grandchildren (a root id reaches them at once).
     for _ in range(2):
         for schema, table, links in lineage:

@@ -443,3 +443,49 @@ def test_a_quarantined_deals_raw_link_to_an_erased_contact_is_removed_and_the_de
     assert records[0]["associations"]["contacts"]["results"] == [{"id": "399"}]
     assert records[0]["associations"]["companies"] == deal["associations"]["companies"]
     assert records[0]["properties"] == deal["properties"]
+
+
+def test_an_identity_record_of_hers_goes_whole_from_every_identity_table(tmp_path):
+    # Her order carried her email and a checkout token; her login used the family's laptop.
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA intermediate")
+        con.execute(
+            "CREATE TABLE intermediate.int_identity__record_occurrences "
+            "(record_id VARCHAR, kind VARCHAR, node VARCHAR, _dlt_load_id VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO intermediate.int_identity__record_occurrences VALUES "
+            "('shopify_order:1', 'email', 'email:ana@example.com', 'l1'), "
+            "('shopify_order:1', 'shopify_checkout', 'shopify_checkout:tok_a', 'l1'), "
+            "('shopify_order:2', 'email', ?, 'l1'), "
+            "('shopify_order:2', 'shopify_checkout', 'shopify_checkout:tok_b', 'l1')",
+            [f"email:{BEN}"],
+        )
+        con.execute(
+            "CREATE TABLE intermediate.int_identity__analytics_occurrences "
+            "(record_id VARCHAR, kind VARCHAR, node VARCHAR)"
+        )
+        con.execute(
+            "INSERT INTO intermediate.int_identity__analytics_occurrences VALUES "
+            "('mixpanel_login:laptop|101', 'mixpanel_device', 'mixpanel_device:laptop'), "
+            "('mixpanel_login:laptop|101', 'mixpanel_user', 'mixpanel_user:101'), "
+            "('mixpanel_login:laptop|102', 'mixpanel_device', 'mixpanel_device:laptop'), "
+            "('mixpanel_login:laptop|102', 'mixpanel_user', 'mixpanel_user:102')"
+        )
+    batch = erase_requests(warehouse, _requests(warehouse)[:1])
+
+    (ana,) = batch.requests
+    assert ana.rows_deleted["intermediate.int_identity__record_occurrences"] == 2
+    assert ana.rows_deleted["intermediate.int_identity__analytics_occurrences"] == 2
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert _rows(con, "SELECT DISTINCT record_id FROM intermediate.int_identity__record_occurrences") == [
+            "shopify_order:2"
+        ]
+        # The laptop stays Ben's identifier, in his own login.
+        assert con.execute(
+            "SELECT record_id, node FROM intermediate.int_identity__analytics_occurrences ORDER BY ALL"
+        ).fetchall() == [
+            ("mixpanel_login:laptop|102", "mixpanel_device:laptop"),
+            ("mixpanel_login:laptop|102", "mixpanel_user:102"),
+        ]
