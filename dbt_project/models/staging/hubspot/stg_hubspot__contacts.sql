@@ -34,7 +34,11 @@ renamed as (
 
         ----------  timestamps
         cast(created_at as timestamptz) as created_at,
-        cast(updated_at as timestamptz) as updated_at
+        cast(updated_at as timestamptz) as updated_at,
+
+        ----------  load
+        -- The dlt load that last wrote the record: how incremental models find what changed.
+        _dlt_load_id
 
     from source
 

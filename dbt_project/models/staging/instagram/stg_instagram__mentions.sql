@@ -28,7 +28,11 @@ renamed as (
         cast(comments_count as integer) as comments_count,
 
         ----------  timestamps
-        cast(timestamp as timestamptz) as mentioned_at
+        cast(timestamp as timestamptz) as mentioned_at,
+
+        ----------  load
+        -- The dlt load that last wrote the record: how incremental models find what changed.
+        _dlt_load_id
 
     from source
 
