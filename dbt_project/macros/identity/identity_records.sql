@@ -82,55 +82,46 @@
 {%- endmacro %}
 
 
-{#-
-    Per record type, the newest dlt load id int_identity__record_occurrences holds: a run
-    re-derives the records of every later load. dlt merges a load into each table in one
-    transaction, so a table never shows part of a load, and it loads a pipeline's packages in
-    order, so no load older than one already seen can appear later. Read before anything is
-    deleted, by the model and by its pre-hook, so both select the same records. Empty outside an
-    incremental run: every record is new.
--#}
-{% macro identity_record_watermarks() -%}
-    {%- if not execute or not is_incremental() -%}
-        {%- do return({}) -%}
-    {%- endif -%}
-    {%- set found = run_query("select record_type, max(_dlt_load_id) from " ~ this ~ " group by record_type") -%}
-    {%- set watermarks = {} -%}
-    {%- for row in found.rows -%}
-        {%- if row[1] is not none -%}
-            {%- do watermarks.update({row[0]: row[1]}) -%}
-        {%- endif -%}
-    {%- endfor -%}
-    {%- do return(watermarks) -%}
-{%- endmacro %}
-
-
-{#- Whether a staging row of `source` (an identity_record_sources() entry) is to be re-derived. -#}
-{% macro identity_record_changed(source, watermarks) -%}
-    {%- if source.record_type in watermarks -%}
-        _dlt_load_id > '{{ watermarks[source.record_type] }}'
-    {%- else -%}
-        true
-    {%- endif -%}
+{#- `<record_type>:<key>` of a staging row of `source` (an identity_record_sources() entry). -#}
+{% macro identity_record_id(source) -%}
+    '{{ source.record_type }}:' || {{ source.key }}
 {%- endmacro %}
 
 
 {#-
-    The pre-hook of int_identity__record_occurrences: every row of a record a load has changed
-    since the last run goes, so the record is written again whole (and a record that lost all
-    its identifiers leaves none behind). Records deleted from raw are only ever deleted by an
-    erasure, which deletes their rows here too.
+    The pre-hook of int_identity__record_occurrences. It deletes every row of a record that
+    - staging holds from a dlt load this table has not taken in for that record type (a new or
+      changed record: dlt stamps a row with the load that last merged it), or
+    - staging no longer holds (erased, or removed from raw any other way).
+    The model then derives every staging record the table lacks, so a changed record is written
+    again whole, from all its staging rows. Set membership, not a newest-load comparison: it
+    holds whatever order loads arrive in. Each subquery reads the table before the statement
+    deletes anything.
 -#}
 {% macro identity_retire_changed_records() -%}
     {%- if is_incremental() -%}
-        {%- set watermarks = identity_record_watermarks() -%}
-        delete from {{ this }} where record_id in (
-            {%- for source in identity_record_sources() %}
-                select '{{ source.record_type }}:' || {{ source.key }}
-                from {{ ref(source.model) }}
-                where {{ identity_record_changed(source, watermarks) }}
-                {% if not loop.last %}union all{% endif %}
-            {%- endfor %}
-        )
+        delete from {{ this }} as held
+        where
+            held.record_id in (
+                {%- for source in identity_record_sources() %}
+                    select {{ identity_record_id(source) }}
+                    from {{ ref(source.model) }}
+                    where
+                        {{ source.key }} is not null
+                        and _dlt_load_id not in (
+                            select loads._dlt_load_id from {{ this }} as loads
+                            where loads.record_type = '{{ source.record_type }}'
+                        )
+                    {% if not loop.last %}union all{% endif %}
+                {%- endfor %}
+            )
+            or held.record_id not in (
+                {%- for source in identity_record_sources() %}
+                    select {{ identity_record_id(source) }}
+                    from {{ ref(source.model) }}
+                    where {{ source.key }} is not null
+                    {% if not loop.last %}union all{% endif %}
+                {%- endfor %}
+            )
     {%- endif -%}
 {%- endmacro %}

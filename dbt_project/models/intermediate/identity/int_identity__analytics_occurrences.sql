@@ -6,21 +6,12 @@
     (var tessera__mixpanel_user_id_is_shopify_customer_id), one per logged-in user, whose
     Mixpanel user id is their Shopify customer id.
 
-    Incremental, as int_identity__mixpanel_pairs is: a run takes the pairs received since the
-    newest receipt this table has seen (less the same margin, mixpanel_received_watermark), and
-    derives again every record of their devices and users from all of those devices' and
-    users' pairs, replacing the old rows (delete+insert on record_id). Pairs are never removed
-    except by an erasure, which removes the records here too; so a full refresh gives the same
-    table.
+    Rebuilt whole from the pairs (int_identity__mixpanel_pairs, itself incremental), not
+    incrementally: a record aggregates every pair of its device or user, and an erasure removes
+    one person's pairs from a shared device, which only a rebuild from the remaining pairs
+    reflects (and the rebuild is a few seconds at 1M customers).
 -#}
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='record_id',
-        on_schema_change='fail',
-    )
-}}
+{{ config(materialized='table') }}
 
 with
 
@@ -30,46 +21,8 @@ mixpanel_pairs as (
         device_id,
         user_id,
         checkout_id,
-        seen_at,
-        last_processed_at
+        seen_at
     from {{ ref('int_identity__mixpanel_pairs') }}
-
-),
-
-{% if is_incremental() %}
-    -- The pairs received since the last run, and from them the devices and users whose records
-    -- are derived again (from all of their pairs: a record's first sighting spans them all).
-    received as (
-
-        select
-            device_id,
-            user_id
-        from mixpanel_pairs
-        where last_processed_at > {{ mixpanel_received_watermark() }}
-
-    ),
-{% endif %}
-
-device_pairs as (
-
-    select * from mixpanel_pairs
-    {% if is_incremental() %}
-        where device_id in (select received.device_id from received)
-    {% endif %}
-
-),
-
-user_pairs as (
-
-    select * from mixpanel_pairs
-    where
-        user_id is not null
-        {% if is_incremental() %}
-            and user_id in (
-                select received.user_id from received
-                where received.user_id is not null
-            )
-        {% endif %}
 
 ),
 
@@ -83,9 +36,8 @@ mixpanel_devices as (
         device_id as id_value,
         'mixpanel_device' as kind,
         device_id as id_key,
-        min(seen_at) as seen_at,
-        max(last_processed_at) as last_processed_at
-    from device_pairs
+        min(seen_at) as seen_at
+    from mixpanel_pairs
     group by device_id
 
 ),
@@ -100,9 +52,8 @@ mixpanel_logins as (
         device_id as id_value,
         'mixpanel_device' as kind,
         device_id as id_key,
-        min(seen_at) as seen_at,
-        max(last_processed_at) as last_processed_at
-    from device_pairs
+        min(seen_at) as seen_at
+    from mixpanel_pairs
     where user_id is not null
     group by device_id, user_id
 
@@ -116,9 +67,8 @@ mixpanel_logins as (
         user_id as id_value,
         'mixpanel_user' as kind,
         user_id as id_key,
-        min(seen_at) as seen_at,
-        max(last_processed_at) as last_processed_at
-    from device_pairs
+        min(seen_at) as seen_at
+    from mixpanel_pairs
     where user_id is not null
     group by device_id, user_id
 
@@ -134,9 +84,8 @@ mixpanel_checkouts as (
         device_id as id_value,
         'mixpanel_device' as kind,
         device_id as id_key,
-        min(seen_at) as seen_at,
-        max(last_processed_at) as last_processed_at
-    from device_pairs
+        min(seen_at) as seen_at
+    from mixpanel_pairs
     where checkout_id is not null
     group by device_id, checkout_id
 
@@ -150,9 +99,8 @@ mixpanel_checkouts as (
         checkout_id as id_value,
         'shopify_checkout' as kind,
         checkout_id as id_key,
-        min(seen_at) as seen_at,
-        max(last_processed_at) as last_processed_at
-    from device_pairs
+        min(seen_at) as seen_at
+    from mixpanel_pairs
     where checkout_id is not null
     group by device_id, checkout_id
 
@@ -171,9 +119,8 @@ mixpanel_checkouts as (
             user_id as id_value,
             'mixpanel_user' as kind,
             user_id as id_key,
-            min(seen_at) as seen_at,
-            max(last_processed_at) as last_processed_at
-        from user_pairs
+            min(seen_at) as seen_at
+        from mixpanel_pairs
         where user_id is not null
         group by user_id
 
@@ -187,9 +134,8 @@ mixpanel_checkouts as (
             user_id as id_value,
             'shopify_customer' as kind,
             user_id as id_key,
-            min(seen_at) as seen_at,
-            max(last_processed_at) as last_processed_at
-        from user_pairs
+            min(seen_at) as seen_at
+        from mixpanel_pairs
         where user_id is not null
         group by user_id
 
@@ -218,6 +164,5 @@ select
     id_value,
     kind,
     kind || ':' || id_key as node,
-    seen_at,
-    last_processed_at
+    seen_at
 from occurrences

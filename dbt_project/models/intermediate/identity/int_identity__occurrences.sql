@@ -11,9 +11,9 @@
     ids stay per source. A value that does not normalize (a phone "n/a") keeps its raw value as
     the node, so it is still mapped, and int_identity__nodes blocks it.
 
-    A view over its two incremental halves, each kept up to date by what changed since the
-    last run: the records staging holds (by dlt load) and the analytics records (by when
-    Mixpanel received their events).
+    A view over its two halves: the records staging holds, kept up to date by dlt load
+    (int_identity__record_occurrences), and the analytics records, rebuilt from the
+    incremental device pairs (int_identity__analytics_occurrences).
 -#}
 {{ config(materialized='view') }}
 

@@ -2,13 +2,16 @@
     The identifiers of the records staging holds (CRM contacts, Shopify customers, orders and
     checkouts, email-platform profiles, Instagram comments and mentions), one row per (record,
     identifier): the source half of int_identity__occurrences (the sources are listed in the
-    macro identity_record_sources).
+    macro identity_record_sources). A staging row without a key is no record and has no rows.
 
-    Incremental by dlt load: a run re-derives the records loaded after the newest load this
-    table holds for their type (identity_record_watermarks). Its pre-hook first deletes every
-    row of those records, so a changed record is written again whole. The
-    table is then what a full refresh gives: each row is a function of its staging row alone.
-    A change of how identifiers are read (a var, a normalizing macro) needs `--full-refresh`.
+    Incremental by dlt load. The pre-hook (identity_retire_changed_records) deletes the records
+    staging holds from a load this table has not taken in (new and changed ones) and those
+    staging no longer holds; the model then derives every staging record the table lacks, from
+    all of that record's staging rows (a Mailchimp member is one record in every audience). So
+    whatever removed rows here (the pre-hook, an erasure, a crash between the two statements),
+    the next run writes back exactly what staging implies, and the table equals a full refresh:
+    each record is a function of its staging rows alone. A change of how identifiers are read
+    (a var, a normalizing macro) needs `--full-refresh`.
 -#}
 {{
     config(
@@ -19,17 +22,20 @@
     )
 }}
 
-{%- set watermarks = identity_record_watermarks() -%}
-
 with
 
 {% for source in identity_record_sources() %}
     {{ source.record_type }}_records as (
 
         select * from {{ ref(source.model) }}
-        {% if is_incremental() %}
-            where {{ identity_record_changed(source, watermarks) }}
-        {% endif %}
+        where
+            {{ source.key }} is not null
+            {% if is_incremental() %}
+                and {{ identity_record_id(source) }} not in (
+                    select held.record_id from {{ this }} as held
+                    where held.record_id is not null
+                )
+            {% endif %}
 
     ),
 
@@ -37,7 +43,7 @@ with
 
         {% for id_source, id_type, raw, kind, normalized in source.ids %}
             select
-                '{{ source.record_type }}:' || {{ source.key }} as record_id,
+                {{ identity_record_id(source) }} as record_id,
                 '{{ source.record_type }}' as record_type,
                 '{{ id_source }}' as source,
                 '{{ id_type }}' as id_type,
