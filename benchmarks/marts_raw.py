@@ -21,7 +21,8 @@ plays the next night's loads: Mixpanel events that arrived in `(since, clock]` a
 Each row carries the `_dlt_load_id` of the load that wrote it, as dlt stamps it: a night's load
 id (the clock's epoch seconds, dlt's format) on the rows that night's loads brought, which are
 the new and changed ones (the loaders read from their cursors), while a row the night left as
-it was keeps the load id it had.
+it was keeps the load id it had. The real loaders also read again, unchanged, the records of
+their lookback window (hours), so a real night stamps somewhat more rows than this.
 """
 
 from __future__ import annotations
