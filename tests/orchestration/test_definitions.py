@@ -65,8 +65,6 @@ EXPECTED_ASSETS = {
     "staging/stg_privacy__erased_identifiers",
     "seeds/identity_blocklist",
     "seeds/sentiment_lexicon",
-    "intermediate/int_identity__record_occurrences",
-    "intermediate/int_identity__analytics_occurrences",
     "intermediate/int_identity__occurrences",
     "intermediate/int_identity__mixpanel_pairs",
     "intermediate/int_identity__nodes",
