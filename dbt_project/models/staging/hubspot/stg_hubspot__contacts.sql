@@ -34,11 +34,7 @@ renamed as (
 
         ----------  timestamps
         cast(created_at as timestamptz) as created_at,
-        cast(updated_at as timestamptz) as updated_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(updated_at as timestamptz) as updated_at
 
     from source
 

@@ -25,11 +25,7 @@ renamed as (
         cast(like_count as integer) as like_count,
 
         ----------  timestamps
-        cast(timestamp as timestamptz) as commented_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(timestamp as timestamptz) as commented_at
 
     from source
 

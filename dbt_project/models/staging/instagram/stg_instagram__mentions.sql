@@ -28,11 +28,7 @@ renamed as (
         cast(comments_count as integer) as comments_count,
 
         ----------  timestamps
-        cast(timestamp as timestamptz) as mentioned_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(timestamp as timestamptz) as mentioned_at
 
     from source
 

@@ -52,11 +52,7 @@ renamed as (
         cast(email_marketing_last_updated as timestamptz) as email_marketing_updated_at,
         cast(last_event_date as timestamptz) as last_event_at,
         cast(created as timestamptz) as created_at,
-        cast(updated as timestamptz) as updated_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(updated as timestamptz) as updated_at
 
     from source
 

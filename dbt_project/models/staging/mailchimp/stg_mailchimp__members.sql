@@ -48,11 +48,7 @@ renamed as (
         cast(coalesce(timestamp_signup, timestamp_opt) as timestamptz) as created_at,
         cast(timestamp_signup as timestamptz) as signed_up_at,
         cast(timestamp_opt as timestamptz) as opted_in_at,
-        cast(last_changed as timestamptz) as last_changed_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(last_changed as timestamptz) as last_changed_at
 
     from source
 

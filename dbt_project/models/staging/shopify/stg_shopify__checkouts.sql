@@ -44,11 +44,7 @@ renamed as (
         cast(created_at as timestamptz) as created_at,
         cast(updated_at as timestamptz) as updated_at,
         cast(completed_at as timestamptz) as completed_at,
-        cast(closed_at as timestamptz) as closed_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(closed_at as timestamptz) as closed_at
 
     from source
 

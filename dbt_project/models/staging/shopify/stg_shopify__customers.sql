@@ -45,11 +45,7 @@ renamed as (
         ----------  timestamps
         cast(email_marketing_consent__consent_updated_at as timestamptz) as email_marketing_consent_updated_at,
         cast(created_at as timestamptz) as created_at,
-        cast(updated_at as timestamptz) as updated_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(updated_at as timestamptz) as updated_at
 
     from source
 

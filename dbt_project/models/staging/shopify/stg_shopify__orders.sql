@@ -49,11 +49,7 @@ renamed as (
         cast(processed_at as timestamptz) as processed_at,
         cast(updated_at as timestamptz) as updated_at,
         cast(closed_at as timestamptz) as closed_at,
-        cast(cancelled_at as timestamptz) as cancelled_at,
-
-        ----------  load
-        -- The dlt load that last wrote the record: how incremental models find what changed.
-        _dlt_load_id
+        cast(cancelled_at as timestamptz) as cancelled_at
 
     from source
 
