@@ -4,7 +4,8 @@ A row is the person's when one of its person columns (`ingestion.common.erasure.
 emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when it
 links a record to them (a HubSpot deal's association to their contact), when a JSON or free-text
 payload column mentions one of their emails (a quarantined record, a ledger payload), or, in the
-identity models, when an identity node (`email:<value>`) is theirs. A dlt child row (an order's
+identity models, when an identity node (`email:<value>`) is theirs, and then every row of the
+identity records (`record_id`) those rows belong to. A dlt child row (an order's
 line items, a member's tags) belongs to its parent: it goes with the rows
 it hangs off by `_dlt_root_id`/`_dlt_parent_id`.
 
@@ -154,8 +155,7 @@ def _mark_raw_links(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]
 def _mark_whole_records(con: duckdb.DuckDBPyConnection, record_tables: list[tuple[str, str]]) -> None:
     """Every row of an identity record any row of which is the person's, in every identity
     table: the record's other identifiers (an order's checkout token, the shared device of a
-    login) describe their record, which raw no longer holds once they are erased. The
-    incremental identity models rebuild only what a load changed, so they rely on this."""
+    login) describe their record, and go now rather than at the next build."""
     if not record_tables:
         return
     found = " UNION ".join(
