@@ -36,6 +36,7 @@ from ingestion.common.erasure import (
     is_person_column,
     link_key,
     normalize_identifier,
+    person_links,
     without_erased_links,
 )
 
@@ -62,12 +63,7 @@ def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> Non
 def _link_values(person: Person) -> set[str]:
     """`<link type>:<id>` for each id of the person a link of that type names (their HubSpot
     contact ids), as `match_query` builds it from a link row."""
-    return {
-        f"{link_type}:{normalize_identifier(value)}"
-        for source, id_type, value in person.identifiers
-        for link_type, kinds in PERSON_LINK_TYPES.items()
-        if (source, id_type) in kinds
-    }
+    return {f"{link_type}:{normalize_identifier(value)}" for link_type, value in person_links(person.identifiers)}
 
 
 def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -> str | None:
@@ -180,7 +176,7 @@ def _unlink_payloads(con: duckdb.DuckDBPyConnection, people: Sequence[Person], d
     links = frozenset(
         link_key(link_type, identifier_hash(value))
         for person in people
-        for link_type, value in (v.split(":", 1) for v in _link_values(person))
+        for link_type, value in person_links(person.identifiers)
     )
     for schema, table, column in _mark_raw_links(con):
         # Rows deleted as theirs already (a quarantined record naming their email) are gone.

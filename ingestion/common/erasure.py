@@ -74,6 +74,15 @@ ERASURE_LOG_TABLE = "erasure_log"
 ERASURE_REQUESTS_RESOURCE = "erasure_requests"
 
 
+def person_links(identifiers: Iterable[tuple[str, str, Any]]) -> Iterator[tuple[str, Any]]:
+    """(link type, value) for each `(source, id_type, value)` identifier that a link of that
+    type names (a HubSpot contact id is what a deal's `contacts` link holds)."""
+    for source, id_type, value in identifiers:
+        for link_type, kinds in PERSON_LINK_TYPES.items():
+            if (source, id_type) in kinds:
+                yield link_type, value
+
+
 def link_key(link_type: str, id_hash: str) -> str:
     """How a linked person's id stands in the tombstone's set: kind, then the id's hash."""
     return f"{link_type}:{id_hash}"
@@ -130,12 +139,7 @@ def read_tombstone(warehouse: Path) -> frozenset[str]:
     """Every tombstoned identifier hash in the warehouse (empty when nobody was ever erased),
     and beside each, `<link type>:<hash>` for the ids a link of that type names."""
     rows = _privacy_rows(warehouse, TOMBSTONE_TABLE, "DISTINCT id_hash, source, id_type")
-    links = {
-        link_key(link_type, h)
-        for h, source, id_type in rows
-        for link_type, kinds in PERSON_LINK_TYPES.items()
-        if (source, id_type) in kinds
-    }
+    links = {link_key(link_type, h) for link_type, h in person_links((s, t, h) for h, s, t in rows)}
     return frozenset(h for h, _, _ in rows) | links
 
 
