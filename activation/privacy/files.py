@@ -60,7 +60,9 @@ def _scrub_parquet(path: Path, person: Person) -> int:
         if hits:
             tmp = path.with_name(path.name + ".scrub")
             con.execute(
-                f"COPY (SELECT * FROM read_parquet('{path}') WHERE NOT ({match})) TO '{tmp}' (FORMAT parquet)",
+                # `coalesce`: a row whose person columns are empty matches NULL, and is kept.
+                f"COPY (SELECT * FROM read_parquet('{path}') WHERE NOT coalesce({match}, false)) "
+                f"TO '{tmp}' (FORMAT parquet)",
                 params,
             )
             tmp.replace(path)

@@ -1,10 +1,50 @@
-"""The warehouse file rewrite that drops deleted rows' bytes."""
+"""Personal data on disk outside the warehouse tables: pending load packages, and the
+warehouse file rewrite that drops deleted rows' bytes."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import duckdb
 
 from activation.privacy import files
+from activation.privacy.person import Person
+
+
+def _pending_package(pipelines_dir: Path, rows: str) -> tuple[Path, Path]:
+    """A pending Mixpanel package: Parquet events from `rows` (device_id, checkout_id, user_id),
+    and a JSON-lines file of two orders, hers and Ben's."""
+    package = pipelines_dir / "mixpanel" / "load" / "new" / "1732500000.1" / "new_jobs"
+    package.mkdir(parents=True)
+    events = package / "events.abc.0.parquet"
+    with duckdb.connect() as con:
+        con.execute(
+            f"COPY (SELECT * FROM (VALUES {rows}) AS t(device_id, checkout_id, user_id)) TO '{events}' (FORMAT parquet)"
+        )
+    lines = package / "orders.abc.0.typed-jsonl"
+    lines.write_text("".join(json.dumps({"email": e}) + "\n" for e in ("ana@example.com", "ben@example.com")))
+    return events, lines
+
+
+def _kept(events: Path) -> list[tuple]:
+    with duckdb.connect() as con:
+        return con.execute(f"SELECT device_id, checkout_id FROM read_parquet('{events}') ORDER BY ALL").fetchall()
+
+
+def test_pending_packages_are_rewritten_without_her_records_only(tmp_path) -> None:
+    her = Person()
+    her.add("shopify", "email", "ana@example.com")
+    her.add("mixpanel", "device_id", "dev_ana")
+    # Her phone's event and her login elsewhere go; an anonymous event (every person column
+    # empty) and someone else's stay.
+    events, lines = _pending_package(
+        tmp_path,
+        "('dev_ana', NULL, NULL), ('dev_y', NULL, 'ANA@example.com'), ('dev_z', NULL, NULL), ('dev_z', NULL, 'ben')",
+    )
+    assert files.scrub_pending_packages(tmp_path, her) == 3
+    assert _kept(events) == [("dev_z", None), ("dev_z", None)]
+    assert [json.loads(line) for line in lines.read_text().splitlines()] == [{"email": "ben@example.com"}]
 
 
 def test_compaction_keeps_live_rows_drops_deleted_bytes_and_leaves_nothing_beside(tmp_path) -> None:
