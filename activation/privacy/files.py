@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from activation.privacy.person import Person
-from ingestion.common.erasure import is_person_column
+from ingestion.common.erasure import is_checkout_column, is_person_column
 
 PENDING_DIRS = ("load/new", "load/normalized", "normalize/extracted")
 # The rewrite streams table by table; without a limit DuckDB's buffer pool may grow to 80% of
@@ -48,14 +48,13 @@ def _mentions(text: str, person: Person) -> bool:
 def _scrub_parquet(path: Path, person: Person) -> int:
     with duckdb.connect() as con:
         names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
-        person_columns = [c for c in names if is_person_column(c)]
-        if not person_columns:
+        # Person columns against all their values; checkout columns against their checkouts only.
+        matched = [(c, sorted(person.values)) for c in names if is_person_column(c)]
+        matched += [(c, sorted(person.checkout_tokens)) for c in names if is_checkout_column(c)]
+        if not matched:
             return 0
-        values = sorted(person.values)
-        match = " OR ".join(
-            f'lower(trim(CAST("{c}" AS VARCHAR))) IN (SELECT unnest(?::VARCHAR[]))' for c in person_columns
-        )
-        params = [values] * len(person_columns)
+        match = " OR ".join(f'lower(trim(CAST("{c}" AS VARCHAR))) IN (SELECT unnest(?::VARCHAR[]))' for c, _ in matched)
+        params = [values for _, values in matched]
         hits = con.execute(f"SELECT count(*) FROM read_parquet('{path}') WHERE {match}", params).fetchall()[0][0]
         if hits:
             tmp = path.with_name(path.name + ".scrub")

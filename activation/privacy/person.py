@@ -7,9 +7,10 @@ so a request is honoured even before the first dbt build:
    one of the request's identifiers (blocked identifiers, like a placeholder address, are never
    part of a real person's customer, so they are not swept in);
 2. the raw person records (Shopify customers, HubSpot contacts, Klaviyo profiles, Mailchimp
-   members) that carry one of them, whose ids, emails and phones join the set, and the
-   analytics devices on which only this person ever logged in (a shared family laptop is not
-   theirs alone and stays).
+   members) that carry one of them, whose ids, emails and phones join the set, the tokens of
+   their checkouts (their orders and Shopify's abandoned checkouts), and the analytics devices
+   on which only this person ever logged in (a shared family laptop is not theirs alone and
+   stays; the events of their checkouts on it go).
 
 Values are compared normalized (`ingestion.common.erasure.normalize_identifier`).
 """
@@ -21,7 +22,13 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from ingestion.common.erasure import PERSON_RESOURCES, identifier_hash, is_person_column, normalize_identifier
+from ingestion.common.erasure import (
+    CHECKOUT_TOKEN,
+    PERSON_RESOURCES,
+    identifier_hash,
+    is_person_column,
+    normalize_identifier,
+)
 
 # Placeholders that many people type; never treated as one person's identifier.
 JUNK_VALUES = frozenset({"", "n/a", "na", "none", "null", "unknown", "test@test.com", "0000000000", "+10000000000"})
@@ -40,6 +47,11 @@ class Person:
     @property
     def emails(self) -> set[str]:
         return {v for v in self.values if "@" in v}
+
+    @property
+    def checkout_tokens(self) -> set[str]:
+        """Normalized tokens of their checkouts: what checkout columns are matched on."""
+        return {normalize_identifier(v) for s, t, v in self.identifiers if (s, t) == CHECKOUT_TOKEN}
 
     def add(self, source: str, id_type: str, value: object) -> None:
         normalized = normalize_identifier(value)
@@ -164,9 +176,10 @@ def _from_raw_person_records(con: duckdb.DuckDBPyConnection, people: Sequence[Pe
                     people[k].add(source, column.split("__")[-1], value)
 
 
-def _load_checkout_tokens(con: duckdb.DuckDBPyConnection) -> None:
-    """`_people_checkouts`: tokens of the Shopify checkouts and orders carrying a person's identifier."""
-    pairs: set[tuple[int, str]] = set()
+def _from_checkouts(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
+    """The tokens of the Shopify checkouts and orders carrying a person's identifier: the
+    checkout is theirs, and so are the storefront's events of it, on whatever device."""
+    _load_values(con, people)
     for table, token in (("abandoned_checkouts", "token"), ("orders", "checkout_token")):
         if not has_table(con, "raw_shopify", table):
             continue
@@ -174,8 +187,9 @@ def _load_checkout_tokens(con: duckdb.DuckDBPyConnection) -> None:
         if not person_columns:
             continue
         query = _matching(f'raw_shopify."{table}"', person_columns, f't."{token}"')
-        pairs |= {(k, t) for k, t in con.execute(query).fetchall() if t}
-    load_pairs(con, "_people_checkouts", pairs)
+        for k, value in con.execute(query).fetchall():
+            if value:
+                people[k].add(*CHECKOUT_TOKEN, value)
 
 
 def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
@@ -190,7 +204,7 @@ def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
     if not has_table(con, "raw_mixpanel", "events"):
         return
     _load_values(con, people)
-    _load_checkout_tokens(con)
+    load_pairs(con, "_people_checkouts", ((k, v) for k, person in enumerate(people) for v in person.checkout_tokens))
     rows = con.execute(
         "WITH signals AS ("
         "  SELECT DISTINCT device_id, 'user' AS kind, lower(trim(user_id)) AS v FROM raw_mixpanel.events "
@@ -229,6 +243,7 @@ def resolve_all(
     # Two hops: an email finds a Shopify customer, whose id finds the analytics user.
     for _ in range(2):
         _from_raw_person_records(con, people, blocked)
+    _from_checkouts(con, people)
     _own_devices(con, people)
     _from_identity_map(con, people)
     return people

@@ -1,8 +1,9 @@
 """Finding a person's rows in every table of the warehouse, to export them or to delete them.
 
 A row is the person's when one of its person columns (`ingestion.common.erasure.is_person_column`:
-emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when it
-links a record to them (a HubSpot deal's association to their contact), when a JSON or free-text
+emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when a
+checkout column holds the token of one of their checkouts (a storefront event of it on a shared
+device), when it links a record to them (a HubSpot deal's association to their contact), when a JSON or free-text
 payload column mentions one of their emails (a quarantined record, a ledger payload), or, in the
 identity models, when an identity node (`email:<value>`) is theirs, and then every row of the
 identity records (`record_id`) those rows belong to. A dlt child row (an order's
@@ -33,6 +34,7 @@ from ingestion.common.erasure import (
     RAW_LINKS_MARK,
     TOMBSTONE_SCHEMA,
     identifier_hash,
+    is_checkout_column,
     is_person_column,
     link_key,
     normalize_identifier,
@@ -56,6 +58,7 @@ def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> Non
         ("_people_customers", lambda p: p.customer_ids),
         ("_people_emails", lambda p: p.emails),
         ("_people_links", _link_values),
+        ("_people_checkouts", lambda p: p.checkout_tokens),
     ):
         load_pairs(con, name, ((k, v) for k, person in enumerate(people) for v in values_of(person)))
 
@@ -89,6 +92,10 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             if low.endswith("customer_id"):
                 customer = f"CAST({column} AS VARCHAR)"
                 parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_customers p ON {customer} = p.v")
+        elif is_checkout_column(name):
+            # Only against their checkout tokens: a numeric Shopify checkout id is no person's.
+            text = f"lower(trim(CAST({column} AS VARCHAR)))"
+            parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_checkouts p ON {text} = p.v")
         elif low in NODE_COLUMNS and data_type == "VARCHAR" and not schema.startswith("raw_"):
             node = f"lower(substr({column}, strpos({column}, ':') + 1))"
             parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {node} = p.v")

@@ -7,7 +7,8 @@ records, so without this filter the next night's load would bring them back. `dr
 adds one step to every resource of a source that drops such records before dlt writes them
 anywhere (load packages included): dict records and pages of them, and rows of Arrow tables.
 A record that only links to an erased person (a HubSpot deal's association to their contact)
-is kept without that link. Erasure requests already processed are not loaded again.
+is kept without that link, and a record of an erased person's checkout (a storefront event
+carrying its token) is dropped. Erasure requests already processed are not loaded again.
 
 Which fields name a person is decided by the field's name, the same rule the erasure uses on
 warehouse columns (dlt flattens `customer.id` to `customer__id`): comparing every value with
@@ -65,6 +66,14 @@ LINK_TYPE, LINK_ID = "to_object_type", "to_id"
 PERSON_LINK_TYPES: dict[str, frozenset[tuple[str, str]]] = {
     "contacts": frozenset({("hubspot", "contact_id"), ("hubspot", "id")}),
 }
+# A checkout is its shopper's: Shopify's `checkout_token` on an order, Mixpanel's `checkout_id`
+# on the storefront's checkout events, the models' `checkout_token`. An erased person's checkout
+# goes with them even where no person field names them (a guest checkout on a shared laptop,
+# which would otherwise be credited to whoever else uses it). Matched only against checkout
+# tokens, by kind as links are: Shopify's numeric `checkout_id` never equals a person's id.
+CHECKOUT_FIELDS = frozenset({"checkout_token", "checkout_id"})
+CHECKOUT_TOKEN = ("shopify", "checkout_token")
+CHECKOUT_KIND = "checkout"
 # The same links in the vendor's own form, as a quarantined record keeps them:
 # `{"associations": {"contacts": {"results": [{"id": "101", "type": "deal_to_contact"}]}}}`.
 RAW_LINKS_KEY = "associations"
@@ -84,7 +93,8 @@ def person_links(identifiers: Iterable[tuple[str, str, Any]]) -> Iterator[tuple[
 
 
 def link_key(link_type: str, id_hash: str) -> str:
-    """How a linked person's id stands in the tombstone's set: kind, then the id's hash."""
+    """How an id matched by its kind (a linked person's id, a checkout token) stands in the
+    tombstone's set: kind, then the id's hash."""
     return f"{link_type}:{id_hash}"
 
 
@@ -123,6 +133,16 @@ def is_person_column(column: str, table: str | None = None) -> bool:
     return is_person_field(tuple(column.split("__")), table)
 
 
+def checkout_key(token: Any) -> str:
+    """A checkout token as the tombstone's set holds it (`read_tombstone`)."""
+    return link_key(CHECKOUT_KIND, identifier_hash(token))
+
+
+def is_checkout_column(column: str) -> bool:
+    """Whether a field or warehouse column may hold a checkout token (`CHECKOUT_FIELDS`)."""
+    return column.split("__")[-1].lower() in CHECKOUT_FIELDS
+
+
 def _privacy_rows(warehouse: Path, table: str, columns: str) -> list[tuple[Any, ...]]:
     """`columns` of every row of `privacy.<table>`; none before the warehouse or table exists."""
     if not Path(warehouse).exists():
@@ -137,10 +157,12 @@ def _privacy_rows(warehouse: Path, table: str, columns: str) -> list[tuple[Any, 
 
 def read_tombstone(warehouse: Path) -> frozenset[str]:
     """Every tombstoned identifier hash in the warehouse (empty when nobody was ever erased),
-    and beside each, `<link type>:<hash>` for the ids a link of that type names."""
+    and beside each, `<link type>:<hash>` for the ids a link of that type names and
+    `checkout:<hash>` for checkout tokens."""
     rows = _privacy_rows(warehouse, TOMBSTONE_TABLE, "DISTINCT id_hash, source, id_type")
     links = {link_key(link_type, h) for link_type, h in person_links((s, t, h) for h, s, t in rows)}
-    return frozenset(h for h, _, _ in rows) | links
+    checkouts = {link_key(CHECKOUT_KIND, h) for h, s, t in rows if (s, t) == CHECKOUT_TOKEN}
+    return frozenset(h for h, _, _ in rows) | links | checkouts
 
 
 def read_processed_requests(warehouse: Path) -> frozenset[str]:
@@ -148,8 +170,9 @@ def read_processed_requests(warehouse: Path) -> frozenset[str]:
     return frozenset(r for (r,) in _privacy_rows(warehouse, ERASURE_LOG_TABLE, "request_id"))
 
 
-def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[Any]:
-    """Values of person fields anywhere in a record; JSON text (a quarantined record) is read too."""
+def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[str]:
+    """The tombstone key of each person field's value anywhere in a record (its hash, or
+    `checkout:<hash>` for a checkout token); JSON text (a quarantined record) is read too."""
     if isinstance(value, dict):
         for key, child in value.items():
             yield from _leaf_values(child, (*path, str(key)), resource)
@@ -161,8 +184,11 @@ def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Ite
             yield from _leaf_values(json.loads(value), (), resource)
         except ValueError:
             return
-    elif value is not None and not isinstance(value, bool) and is_person_field(path, resource):
-        yield value
+    elif value is not None and not isinstance(value, bool):
+        if is_person_field(path, resource):
+            yield identifier_hash(value)
+        elif path and is_checkout_column(path[-1]):
+            yield checkout_key(value)
 
 
 def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:
@@ -221,7 +247,7 @@ def _without_erased_raw_links(text: str, tombstone: frozenset[str]) -> str:
 
 def carries_erased(record: Any, tombstone: frozenset[str], resource: str | None = None) -> bool:
     """Whether a record names a tombstoned person in any of its person fields."""
-    return any(identifier_hash(v) in tombstone for v in _leaf_values(record, (), resource))
+    return any(key in tombstone for key in _leaf_values(record, (), resource))
 
 
 def _filter_arrow(table: Any, tombstone: frozenset[str]) -> Any:
@@ -230,13 +256,18 @@ def _filter_arrow(table: Any, tombstone: frozenset[str]) -> Any:
 
     keep = None
     for name in table.column_names:
-        if not is_person_column(name) or not (
-            pa.types.is_string(table.schema.field(name).type) or pa.types.is_integer(table.schema.field(name).type)
-        ):
+        if is_person_column(name):
+            key = identifier_hash
+        elif is_checkout_column(name):
+            key = checkout_key
+        else:
+            continue
+        data_type = table.schema.field(name).type
+        if not (pa.types.is_string(data_type) or pa.types.is_integer(data_type)):
             continue
         column = table.column(name)
         # Hash each distinct value once: a night's events carry few devices and users.
-        erased = [v for v in pc.unique(column).to_pylist() if v is not None and identifier_hash(v) in tombstone]
+        erased = [v for v in pc.unique(column).to_pylist() if v is not None and key(v) in tombstone]
         if not erased:
             continue
         hit = pc.fill_null(pc.is_in(column, value_set=pa.array(erased, type=column.type)), False)

@@ -38,7 +38,9 @@ class Night:
     erased_email: str
     erased_ids: dict[tuple[str, str], list[str]]
     flagged_email: str  # tombstoned by hand, data left in place: dbt must flag and exclude them
-    cli_email: str  # erased through the command line
+    cli_email: str  # erased through the command line: a guest checkout of theirs was on a shared device
+    cli_checkouts: dict[str, int]  # the token of each of their checkouts Shopify holds -> its tracked events
+    neighbours_checkout: str  # a checkout of someone else on that shared device
     known_email: str  # a customer with orders, for the access export
     asset_metadata: dict
     received: dict[str, str]  # what each platform's sandbox received, as JSON text
@@ -129,11 +131,37 @@ def night(tmp_path_factory) -> Night:
         # An earlier publication's leftover, as a crash mid-publish would leave it.
         shutil.copy(data / "analysts.duckdb", data / ".analysts.duckdb.partial-1")
         with duckdb.connect(str(warehouse)) as con:
-            flagged_email, cli_email = (
-                r[0]
-                for r in con.execute(
-                    "SELECT email FROM marts.seg_engaged_never_bought UNION SELECT email FROM marts.seg_vip_customers "
-                    "UNION SELECT email FROM marts.abandoned_checkouts ORDER BY 1 LIMIT 2"
+            flagged_email = _one(
+                con,
+                "SELECT email FROM marts.seg_engaged_never_bought UNION SELECT email FROM marts.seg_vip_customers "
+                "UNION SELECT email FROM marts.abandoned_checkouts ORDER BY 1 LIMIT 1",
+            )
+            # Erased by hand: a shopper who checked out as a guest on a device someone else
+            # shopped on too (the world's truth says whose each checkout was). No person field of
+            # those events names them, and the device is not theirs alone.
+            cli_email, neighbours_checkout = con.execute(
+                "WITH owners AS (SELECT checkout_id AS token, person_id "
+                f"  FROM read_parquet('{truth}/checkouts.parquet')), "
+                "tracked AS (SELECT device_id, checkout_id AS token, count(user_id) AS logins FROM raw_mixpanel.events "
+                "  WHERE checkout_id IS NOT NULL GROUP BY ALL), "
+                "shoppers AS (SELECT lower(trim(email)) AS email, checkout_token AS token FROM raw_shopify.orders "
+                "  UNION SELECT lower(trim(email)), token FROM raw_shopify.abandoned_checkouts) "
+                "SELECT s.email, min(other.token) FROM shoppers s JOIN tracked t USING (token) "
+                "JOIN owners o USING (token) JOIN tracked other ON other.device_id = t.device_id "
+                "JOIN owners other_owner ON other_owner.token = other.token "
+                "WHERE t.logins = 0 AND other_owner.person_id <> o.person_id AND s.email <> lower(?) "
+                "GROUP BY s.email ORDER BY s.email LIMIT 1",
+                [flagged_email],
+            ).fetchall()[0]
+            # Each checkout Shopify holds under their email, with the storefront's events of it.
+            cli_checkouts = dict(
+                con.execute(
+                    "WITH theirs AS ("
+                    "SELECT checkout_token AS token FROM raw_shopify.orders WHERE lower(trim(email)) = ? "
+                    "UNION SELECT token FROM raw_shopify.abandoned_checkouts WHERE lower(trim(email)) = ?) "
+                    "SELECT token, (SELECT count(*) FROM raw_mixpanel.events e WHERE e.checkout_id = theirs.token) "
+                    "FROM theirs WHERE token IS NOT NULL",
+                    [cli_email, cli_email],
                 ).fetchall()
             )
             # Tessera can only erase what it linked to the person: an anonymous device of theirs
@@ -205,7 +233,18 @@ def night(tmp_path_factory) -> Night:
             make_pipeline("privacy", warehouse, data / "dlt-fresh"),
         )
     return Night(
-        data, world, erased_email, erased_ids, flagged_email, cli_email, known_email, metadata, received, out.getvalue()
+        data,
+        world,
+        erased_email,
+        erased_ids,
+        flagged_email,
+        cli_email,
+        cli_checkouts,
+        neighbours_checkout,
+        known_email,
+        metadata,
+        received,
+        out.getvalue(),
     )
 
 
@@ -311,6 +350,19 @@ def test_the_erased_persons_other_identifiers_are_gone_too(night):
                     assert _one(con, f"SELECT count(*) FROM {table} WHERE CAST({column} AS VARCHAR) = ?", [value]) == 0
                     checked += 1
     assert checked >= 3
+
+
+def test_their_checkouts_are_gone_from_every_table_whatever_device_they_used(night):
+    # A checkout is its shopper's: its events go too, on a device shared with someone else.
+    # Left there, the next build would credit their cart to the device's other shopper.
+    assert sum(night.cli_checkouts.values()) > 0
+    for token in night.cli_checkouts:
+        assert _tables_mentioning(night.warehouse, token) == [], token
+    # The other shopper's checkout on that device is theirs, and stays.
+    with duckdb.connect(str(night.warehouse), read_only=True) as con:
+        for table in ("raw_mixpanel.events", "marts.fct_checkouts"):
+            column = "checkout_id" if table.startswith("raw") else "checkout_token"
+            assert _one(con, f"SELECT count(*) FROM {table} WHERE {column} = ?", [night.neighbours_checkout]) > 0
 
 
 def test_the_analysts_copy_was_republished_without_them(night):

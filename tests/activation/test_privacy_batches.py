@@ -51,6 +51,12 @@ def _warehouse(path: Path) -> Path:
             "('cus_3', 'shopify', 'email', ?), ('cus_3', 'shopify', 'customer_id', '103')",
             [BEN, CAL],
         )
+        con.execute(
+            "CREATE TABLE marts.fct_checkouts (checkout_token VARCHAR, checkout_id BIGINT, customer_id VARCHAR)"
+        )
+        # Ben's checkout on Cal's tablet, credited to nobody yet; and someone's whose numeric
+        # Shopify checkout id equals Ana's customer id (an id of another kind, not hers).
+        con.execute("INSERT INTO marts.fct_checkouts VALUES ('tok_b', 3100, NULL), ('tok_x', 101, NULL)")
         con.execute("CREATE TABLE marts.dim_customers (customer_id VARCHAR, orders INTEGER)")
         con.execute("INSERT INTO marts.dim_customers VALUES ('cus_1', 1), ('cus_2', 1), ('cus_3', 1)")
         con.execute(
@@ -166,7 +172,8 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     assert ben.rows_deleted == {
         "marts.customer_identifiers": 2,
         "marts.dim_customers": 1,
-        "raw_mixpanel.events": 3,
+        "marts.fct_checkouts": 1,
+        "raw_mixpanel.events": 4,  # the laptop's three, and his checkout on Cal's tablet
         # His request names only his Shopify id: found by the request's own id, not by an email.
         "raw_privacy.erasure_requests": 1,
         "raw_shopify.customers": 1,
@@ -175,7 +182,7 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
         "raw_shopify.quarantine": 1,
     }
     # The batch's own count holds each row once: the laptop's three events were both of theirs.
-    assert batch.rows_by_schema() == {"marts": 6, "raw_mixpanel": 6, "raw_privacy": 2, "raw_shopify": 9}
+    assert batch.rows_by_schema() == {"marts": 7, "raw_mixpanel": 7, "raw_privacy": 2, "raw_shopify": 9}
     assert batch.rejected == {
         "r_bad": "identifier 'shopify:103' is not source:id_type:value (e.g. shopify:customer_id:123)"
     }
@@ -185,9 +192,11 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
         assert _rows(con, "SELECT city FROM raw_shopify.customers__addresses") == ["Oslo"]
         assert _rows(con, "SELECT DISTINCT customer_id FROM marts.customer_identifiers") == ["cus_3"]
         assert _rows(con, "SELECT customer_id FROM marts.dim_customers") == ["cus_3"]
+        assert _rows(con, "SELECT checkout_token FROM marts.fct_checkouts") == ["tok_x"]
         assert _rows(con, "SELECT sku FROM raw_shopify.orders__line_items") == ["s4"]
-        # Cal's tablet keeps her login and Ben's checkout on it: it is not Ben's alone.
-        assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e7", "e8"]
+        # Cal's tablet is not Ben's alone and keeps her login; his checkout on it is his and
+        # goes (left, the next build would credit his cart to Cal, the tablet's one person).
+        assert _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1") == ["e7"]
         assert _rows(con, "SELECT record FROM raw_shopify.quarantine") == [json.dumps({"email": CAL})]
         # A processed request names its person: only the one left pending is kept.
         assert _rows(con, "SELECT request_id FROM raw_privacy.erasure_requests") == ["r_bad"]
@@ -196,7 +205,7 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     assert [r.request_id for r in pending_requests(warehouse)] == ["r_bad"]
     # The platforms are told while the rows are deleted: either may report first.
     assert (
-        len([m for m in told[:2] if m.startswith("2 request(s): 2 customer(s), 23 rows deleted from 9 table(s) in ")])
+        len([m for m in told[:2] if m.startswith("2 request(s): 2 customer(s), 25 rows deleted from 10 table(s) in ")])
         == 1
     )
     assert "email platforms: 2/2 request(s) sent" in told[:2]

@@ -10,6 +10,7 @@ import duckdb
 
 from activation.privacy import files
 from activation.privacy.person import Person
+from ingestion.common.erasure import CHECKOUT_TOKEN
 
 
 def _pending_package(pipelines_dir: Path, rows: str) -> tuple[Path, Path]:
@@ -45,6 +46,19 @@ def test_pending_packages_are_rewritten_without_her_records_only(tmp_path) -> No
     assert files.scrub_pending_packages(tmp_path, her) == 3
     assert _kept(events) == [("dev_z", None), ("dev_z", None)]
     assert [json.loads(line) for line in lines.read_text().splitlines()] == [{"email": "ben@example.com"}]
+
+
+def test_pending_packages_lose_her_checkouts_events_on_a_shared_device_and_keep_other_checkouts(tmp_path) -> None:
+    her = Person()
+    her.add("shopify", "customer_id", "101")
+    her.add(*CHECKOUT_TOKEN, "tok_a")
+    # The family laptop: her guest checkout and her brother's; a numeric checkout id (Shopify's,
+    # no token) equal to her customer id is another kind of id, and stays.
+    events, _ = _pending_package(
+        tmp_path, "('dev_home', 'tok_a', NULL), ('dev_home', 'tok_b', NULL), ('dev_x', '101', NULL)"
+    )
+    assert files.scrub_pending_packages(tmp_path, her) == 1
+    assert _kept(events) == [("dev_home", "tok_b"), ("dev_x", "101")]
 
 
 def test_compaction_keeps_live_rows_drops_deleted_bytes_and_leaves_nothing_beside(tmp_path) -> None:

@@ -6,7 +6,7 @@ import json
 
 import pyarrow as pa
 
-from ingestion.common.erasure import ErasureFilter, carries_erased, identifier_hash, link_key
+from ingestion.common.erasure import ErasureFilter, carries_erased, checkout_key, identifier_hash, link_key
 
 
 def test_the_filter_drops_records_and_arrow_rows_of_erased_people_only():
@@ -75,3 +75,22 @@ def test_a_quarantined_record_keeps_its_place_without_its_links_to_an_erased_con
     # A quarantined record linking to nobody erased is left exactly as it was written.
     other = {**row, "record": json.dumps({**raw, "associations": {"contacts": {"results": [{"id": "102"}]}}})}
     assert step([other]) == [other]
+
+
+def test_events_of_an_erased_persons_checkout_are_dropped_on_any_device():
+    # Her checkout tok-9 was erased with her; so was someone whose Shopify customer id is 3100.
+    tombstone = frozenset({identifier_hash("tok-9"), checkout_key("tok-9"), identifier_hash("3100")})
+    step = ErasureFilter(tombstone, "events")
+    # The family laptop is nobody's alone: her checkout's events on it go, the others' stay.
+    page = [
+        {"event": "Checkout Started", "properties": {"distinct_id": "dev-home", "checkout_id": " TOK-9"}},
+        {"event": "Checkout Started", "properties": {"distinct_id": "dev-home", "checkout_id": "tok-8"}},
+        {"event": "Product Viewed", "properties": {"distinct_id": "dev-home"}},
+    ]
+    assert step(page) == page[1:]
+    events = pa.table({"device_id": ["dev-home"] * 3, "checkout_id": ["tok-9", "tok-8", None]})
+    assert step(events).column("checkout_id").to_pylist() == ["tok-8", None]
+    # Shopify's numeric checkout id is no token: equal to an erased person's id, it stays.
+    line_item = {"checkout_id": 3100, "sku": "s1"}
+    assert ErasureFilter(tombstone, "abandoned_checkouts")([line_item]) == [line_item]
+    assert step(pa.table({"checkout_id": [3100]})).num_rows == 1
