@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 
 from activation.privacy.person import Person
-from ingestion.common.erasure import is_checkout_column, is_person_column
+from ingestion.common.erasure import CHECKOUT_FIELDS, is_checkout_column, is_person_column
 
 PENDING_DIRS = ("load/new", "load/normalized", "normalize/extracted")
 # The rewrite streams table by table; without a limit DuckDB's buffer pool may grow to 80% of
@@ -42,7 +42,11 @@ def delete_completed_packages(pipelines_dir: Path) -> int:
 
 def _mentions(text: str, person: Person) -> bool:
     low = text.lower()
-    return any(f'"{v}"' in low or f":{v}," in low or f":{v}}}" in low for v in person.values)
+    if any(f'"{v}"' in low or f":{v}," in low or f":{v}}}" in low for v in person.values):
+        return True
+    # Their checkout tokens only as a checkout field's value (`"checkout_id": "<token>"`).
+    compact = low.replace(" ", "")
+    return any(f'"{field}":"{token}"' in compact for field in CHECKOUT_FIELDS for token in person.checkout_tokens)
 
 
 def _scrub_parquet(path: Path, person: Person) -> int:

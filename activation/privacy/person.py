@@ -41,24 +41,23 @@ class Person:
     customer_ids: set[str] = field(default_factory=set)
     # (source, id_type, value as stored) from the identity map and the request itself.
     identifiers: set[tuple[str, str, str]] = field(default_factory=set)
-    # Normalized values of every identifier, whatever its source: what rows are matched on.
+    # Normalized values of every identifier, whatever its source: what person columns are
+    # matched on. Checkout tokens are not among them.
     values: set[str] = field(default_factory=set)
+    # Normalized tokens of their checkouts, matched only where a checkout is named (a checkout
+    # column, a `shopify_checkout:` identity node): a token is no email, phone or person id.
+    checkout_tokens: set[str] = field(default_factory=set)
 
     @property
     def emails(self) -> set[str]:
         return {v for v in self.values if "@" in v}
-
-    @property
-    def checkout_tokens(self) -> set[str]:
-        """Normalized tokens of their checkouts: what checkout columns are matched on."""
-        return {normalize_identifier(v) for s, t, v in self.identifiers if (s, t) == CHECKOUT_TOKEN}
 
     def add(self, source: str, id_type: str, value: object) -> None:
         normalized = normalize_identifier(value)
         if normalized in JUNK_VALUES or len(normalized) < 3:
             return
         self.identifiers.add((source, id_type, str(value).strip()))
-        self.values.add(normalized)
+        (self.checkout_tokens if (source, id_type) == CHECKOUT_TOKEN else self.values).add(normalized)
 
     @classmethod
     def union(cls, people: Iterable[Person]) -> Person:
@@ -68,6 +67,7 @@ class Person:
             merged.customer_ids |= person.customer_ids
             merged.identifiers |= person.identifiers
             merged.values |= person.values
+            merged.checkout_tokens |= person.checkout_tokens
         return merged
 
     def hashes(self) -> set[tuple[str, str, str]]:
@@ -183,7 +183,13 @@ def _from_checkouts(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) ->
     for table, token in (("abandoned_checkouts", "token"), ("orders", "checkout_token")):
         if not has_table(con, "raw_shopify", table):
             continue
-        person_columns = [c for c, _ in columns(con, "raw_shopify", table) if is_person_column(c, table)]
+        # The buyer's columns only: an order shipped to them (their phone on its address) is
+        # the buyer's checkout, not theirs.
+        person_columns = [
+            c
+            for c, _ in columns(con, "raw_shopify", table)
+            if is_person_column(c, table) and ("__" not in c or c.startswith("customer__"))
+        ]
         if not person_columns:
             continue
         query = _matching(f'raw_shopify."{table}"', person_columns, f't."{token}"')
@@ -209,7 +215,7 @@ def _own_devices(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> No
         "WITH signals AS ("
         "  SELECT DISTINCT device_id, 'user' AS kind, lower(trim(user_id)) AS v FROM raw_mixpanel.events "
         "  WHERE device_id IS NOT NULL AND user_id IS NOT NULL "
-        "  UNION SELECT DISTINCT device_id, 'checkout', checkout_id FROM raw_mixpanel.events "
+        "  UNION SELECT DISTINCT device_id, 'checkout', lower(trim(checkout_id)) FROM raw_mixpanel.events "
         "  WHERE device_id IS NOT NULL AND checkout_id IS NOT NULL), "
         "theirs AS (SELECT k, 'user' AS kind, v FROM _people_values "
         "  UNION SELECT k, 'checkout', v FROM _people_checkouts), "

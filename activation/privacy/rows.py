@@ -3,8 +3,9 @@
 A row is the person's when one of its person columns (`ingestion.common.erasure.is_person_column`:
 emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when a
 checkout column holds the token of one of their checkouts (a storefront event of it on a shared
-device), when it links a record to them (a HubSpot deal's association to their contact), when a JSON or free-text
-payload column mentions one of their emails (a quarantined record, a ledger payload), or, in the
+device), when it links a record to them (a HubSpot deal's association to their contact), when a
+JSON or free-text payload column mentions one of their emails or names one of their checkouts
+(a quarantined record, a ledger payload), or, in the
 identity models, when an identity node (`email:<value>`) is theirs, and then every row of the
 identity records (`record_id`) those rows belong to. A dlt child row (an order's
 line items, a member's tags) belongs to its parent: it goes with the rows
@@ -27,6 +28,7 @@ import duckdb
 
 from activation.privacy.person import Person, columns, load_pairs, tables
 from ingestion.common.erasure import (
+    CHECKOUT_FIELDS,
     LINK_ID,
     LINK_TYPE,
     PERSON_LINK_TYPES,
@@ -49,6 +51,8 @@ PAYLOAD_COLUMNS = frozenset({"record", "payload", "properties", "event_propertie
 NODE_COLUMNS = frozenset({"node", "id_key", "link"})
 # An identity record (`<record_type>:<key>`): a row of one is the person's when any row of it is.
 RECORD_COLUMN = "record_id"
+# The identity models' node of a checkout token (int_identity__occurrences): `shopify_checkout:<token>`.
+CHECKOUT_NODE_KIND = "shopify_checkout"
 
 
 def load_people(con: duckdb.DuckDBPyConnection, people: Sequence[Person]) -> None:
@@ -99,6 +103,8 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
         elif low in NODE_COLUMNS and data_type == "VARCHAR" and not schema.startswith("raw_"):
             node = f"lower(substr({column}, strpos({column}, ':') + 1))"
             parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_values p ON {node} = p.v")
+            checkout = f"'{CHECKOUT_NODE_KIND}:' || p.v"
+            parts.append(f"SELECT p.k, {keys} FROM {source} JOIN _people_checkouts p ON lower({column}) = {checkout}")
         elif _is_payload(name, data_type):
             text = f"CAST({column} AS VARCHAR)"
             # Not an equality: a nested loop over (row, email). The `@` filter keeps it to rows
@@ -107,6 +113,15 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             payloads = f"SELECT {keys}, lower({text}) AS text FROM {source} WHERE contains({text}, '@')"
             found = "JOIN _people_emails p ON contains(t.text, p.v)"
             parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
+            # A payload naming one of their checkouts (a quarantined storefront event), as the
+            # value of a checkout field: spaces dropped, `"checkout_id":"<token>"`.
+            payloads = (
+                f"SELECT {keys}, replace(lower({text}), ' ', '') AS text FROM {source} "
+                f"WHERE contains({text}, 'checkout_')"
+            )
+            fields = sorted(CHECKOUT_FIELDS)
+            named = " OR ".join(f"""contains(t.text, '"{field}":"' || p.v || '"')""" for field in fields)
+            parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t JOIN _people_checkouts p ON {named}")
     if {LINK_TYPE, LINK_ID} <= names:
         # A link to a person (a deal's association to a contact) is the person's row.
         link = f"t.{LINK_TYPE} || ':' || lower(trim(CAST(t.{LINK_ID} AS VARCHAR)))"

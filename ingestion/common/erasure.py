@@ -69,8 +69,9 @@ PERSON_LINK_TYPES: dict[str, frozenset[tuple[str, str]]] = {
 # A checkout is its shopper's: Shopify's `checkout_token` on an order, Mixpanel's `checkout_id`
 # on the storefront's checkout events, the models' `checkout_token`. An erased person's checkout
 # goes with them even where no person field names them (a guest checkout on a shared laptop,
-# which would otherwise be credited to whoever else uses it). Matched only against checkout
-# tokens, by kind as links are: Shopify's numeric `checkout_id` never equals a person's id.
+# which would otherwise be credited to whoever else uses it). Matched by kind, as links are:
+# a checkout field only against checkout tokens (Shopify's numeric `checkout_id` is never
+# compared with a person's ids), and a token never against a person field.
 CHECKOUT_FIELDS = frozenset({"checkout_token", "checkout_id"})
 CHECKOUT_TOKEN = ("shopify", "checkout_token")
 CHECKOUT_KIND = "checkout"
@@ -162,7 +163,7 @@ def read_tombstone(warehouse: Path) -> frozenset[str]:
     rows = _privacy_rows(warehouse, TOMBSTONE_TABLE, "DISTINCT id_hash, source, id_type")
     links = {link_key(link_type, h) for link_type, h in person_links((s, t, h) for h, s, t in rows)}
     checkouts = {link_key(CHECKOUT_KIND, h) for h, s, t in rows if (s, t) == CHECKOUT_TOKEN}
-    return frozenset(h for h, _, _ in rows) | links | checkouts
+    return frozenset(h for h, s, t in rows if (s, t) != CHECKOUT_TOKEN) | links | checkouts
 
 
 def read_processed_requests(warehouse: Path) -> frozenset[str]:

@@ -21,6 +21,7 @@ from activation.privacy import platform_retries
 from activation.privacy.access import build_export
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
 from activation.privacy.person import resolve, resolve_all
+from ingestion.common.erasure import checkout_key, identifier_hash, read_tombstone
 
 ANA, BEN, CAL = "ana@example.com", "ben@example.com", "cal@example.com"
 
@@ -498,3 +499,46 @@ def test_an_identity_record_of_hers_goes_whole_from_every_identity_table(tmp_pat
             ("mixpanel_login:laptop|102", "mixpanel_device:laptop"),
             ("mixpanel_login:laptop|102", "mixpanel_user:102"),
         ]
+
+
+def test_his_checkouts_are_matched_as_checkouts_only(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        # Dan's gift to Ben: shipped to Ben's phone, but Dan's checkout.
+        con.execute("ALTER TABLE raw_shopify.orders ADD COLUMN shipping_address__phone VARCHAR")
+        con.execute("INSERT INTO raw_shopify.orders VALUES (4, 'dan@example.com', 'tok_d', 104, 'o4', '+15550002')")
+        con.execute(
+            "INSERT INTO raw_mixpanel.events VALUES "
+            # Ben's own phone; the storefront spells his checkout's token in capitals.
+            "('login', 'dev_ben', ?, NULL, 'e10'), ('checkout', 'dev_ben', NULL, 'TOK_B', 'e11'), "
+            "('view', 'dev_ben', NULL, NULL, 'e12'), "
+            # Dan's checkout of the gift, and a login whose user id happens to equal Ben's token.
+            "('checkout', 'dev_dan', NULL, 'tok_d', 'e13'), ('login', 'dev_odd', 'tok_b', NULL, 'e14')",
+            [BEN],
+        )
+        con.execute("CREATE TABLE raw_mixpanel.quarantine (resource VARCHAR, reason VARCHAR, record VARCHAR)")
+        con.execute(
+            "INSERT INTO raw_mixpanel.quarantine VALUES ('events', 'bad time', ?), ('events', 'bad time', ?)",
+            [
+                json.dumps({"event": "Checkout Started", "properties": {"checkout_id": "tok_b", "time": "x"}}),
+                json.dumps({"event": "Note", "properties": {"text": "tok_b", "time": "x"}}),
+            ],
+        )
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        ben = resolve(con, [], [BEN_BY_ID])
+    assert ben.checkout_tokens == {"tok_b"}  # not Dan's gift
+    assert "tok_b" not in ben.values  # a token is no person id
+    assert "dev_ben" in ben.values  # his login and his checkout, whatever its case
+
+    erase_requests(warehouse, _requests(warehouse)[1:2])
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        events = _rows(con, "SELECT _dlt_id FROM raw_mixpanel.events ORDER BY 1")
+        quarantined = [json.loads(r)["event"] for r in _rows(con, "SELECT record FROM raw_mixpanel.quarantine")]
+    assert not {"e8", "e10", "e11", "e12"} & set(events)
+    assert {"e13", "e14"} <= set(events)
+    assert quarantined == ["Note"]
+    tombstone = read_tombstone(warehouse)
+    assert checkout_key("tok_b") in tombstone and checkout_key("tok_d") not in tombstone
+    # Only as a checkout: a person field holding the token's text is not dropped at load.
+    assert identifier_hash("tok_b") not in tombstone

@@ -57,8 +57,16 @@ def test_pending_packages_lose_her_checkouts_events_on_a_shared_device_and_keep_
     events, _ = _pending_package(
         tmp_path, "('dev_home', 'tok_a', NULL), ('dev_home', 'tok_b', NULL), ('dev_x', '101', NULL)"
     )
-    assert files.scrub_pending_packages(tmp_path, her) == 1
+    extracted = events.with_name("events.def.0.typed-jsonl")
+    records = ({"checkout_id": "TOK_A"}, {"checkout_id": "tok_b"}, {"user_id": "tok_a"})
+    extracted.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert files.scrub_pending_packages(tmp_path, her) == 2
     assert _kept(events) == [("dev_home", "tok_b"), ("dev_x", "101")]
+    # As JSON lines too; a person field holding the token's text is no checkout of hers.
+    assert [json.loads(line) for line in extracted.read_text().splitlines()] == [
+        {"checkout_id": "tok_b"},
+        {"user_id": "tok_a"},
+    ]
 
 
 def test_compaction_keeps_live_rows_drops_deleted_bytes_and_leaves_nothing_beside(tmp_path) -> None:
