@@ -62,8 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 def _print_reports(result) -> None:
     header = f"{'destination':<11} {'audience':<26} {'rows':>6} {'held':>5} {'supp':>5} "
     # `retry`: of the adds, members refused or skipped last time (the guard does not count them);
-    # `wait`: skipped last time and still not subscribed on that platform, so not sent again.
-    header += f"{'add':>6} {'retry':>6} {'wait':>6} {'upd':>6} {'rem':>6} {'same':>6} {'rejected':>8} {'skipped':>7}"
+    # `wait`: skipped last time and still not subscribed on that platform, so not sent again;
+    # `sent`: their event (a checkout) was sent there before, so not sent again.
+    header += (
+        f"{'add':>6} {'retry':>6} {'wait':>6} {'sent':>6} {'upd':>6} {'rem':>6} {'same':>6} "
+        f"{'rejected':>8} {'skipped':>7}"
+    )
     print(header)
     for r in result.reports:
         adds = r.planned_adds if r.dry_run else r.added
@@ -71,9 +75,12 @@ def _print_reports(result) -> None:
         removes = r.planned_removes if r.dry_run else r.removed
         print(
             f"{r.destination:<11} {r.audience:<26} {r.rows:>6} {r.held_out:>5} {r.suppressed:>5} "
-            f"{adds:>6} {r.planned_retries:>6} {r.waiting:>6} {updates:>6} {removes:>6} {r.unchanged:>6} "
+            f"{adds:>6} {r.planned_retries:>6} {r.waiting:>6} {r.already_sent:>6} {updates:>6} {removes:>6} "
+            f"{r.unchanged:>6} "
             f"{r.rejected:>8} {r.skipped:>7}"
         )
+        if r.held_for_removal:
+            print(f"    {r.held_for_removal} new address(es) wait until the old one's removal is accepted")
         for error in r.errors[:5]:
             print(f"    rejected {error['action']} {error['email']}: {error['error']}")
     for name, counts in result.suppressions.items():

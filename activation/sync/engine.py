@@ -21,6 +21,7 @@ from activation.destinations.base import Destination, Member, Outcome
 from activation.sync.ledger import (
     SCHEMA,
     SUPPRESSION_COLUMNS,
+    delivered_events,
     ensure_ledger,
     has_finished_sync,
     insert_rows,
@@ -29,7 +30,7 @@ from activation.sync.ledger import (
     record_finished_sync,
     record_outcomes,
 )
-from activation.sync.plan import Plan, desired_members, diff, hold_skipped
+from activation.sync.plan import Plan, desired_members, diff, hold_sent_events, hold_skipped
 
 log = logging.getLogger("tessera.activation")
 
@@ -66,6 +67,9 @@ class SyncReport:
     planned_removes: int = 0
     planned_retries: int = 0  # of the adds: members refused or skipped last time, sent again
     waiting: int = 0  # skipped last time and still not subscribed there: not sent again
+    already_sent: int = 0  # their event (a checkout) was sent before: not sent again
+    # A new address not added, as the old one's removal was refused: tried again next run.
+    held_for_removal: int = 0
     unchanged: int = 0
     added: int = 0
     updated: int = 0
@@ -136,6 +140,8 @@ def sync_audience(
     ledger = ledger_rows(conn, destination.name, config.name)
     plan: Plan = diff(desired.members, ledger)
     hold_skipped(plan, desired, ledger, destination.name)
+    if config.event_id_column:
+        hold_sent_events(plan, ledger, delivered_events(conn, destination.name, config.name))
     report = SyncReport(
         destination=destination.name,
         audience=config.name,
@@ -149,6 +155,7 @@ def sync_audience(
         planned_removes=len(plan.removes),
         planned_retries=plan.retries,
         waiting=plan.waiting,
+        already_sent=plan.already_sent,
         unchanged=plan.unchanged,
     )
     limit = guard_limit(config, plan.previous_members, has_finished_sync(conn, destination.name, config.name))
@@ -173,12 +180,20 @@ def sync_audience(
         run_id=run_id,
     )
     common = dict(run_id=run_id, now=now, destination=destination.name, audience=config.name)
+    readdressed = {m.customer_id for m in plan.adds}
+    held: set[str] = set()
     for chunk in _chunks(plan.removes):
         outcomes = destination.remove(config.audience, chunk)
         record_outcomes(conn, action="remove", members=chunk, outcomes=outcomes, **common)
         _tally(report, "remove", outcomes)
+        # A new address waits while the old one's removal is refused: the ledger holds one
+        # address per member, and would otherwise forget the old one still on the list.
+        removed = {o.email.lower() for o in outcomes if o.status != "rejected"}
+        held |= {m.customer_id for m in chunk if m.customer_id in readdressed and m.email.lower() not in removed}
+    report.held_for_removal = len(held)
+    adds = [m for m in plan.adds if m.customer_id not in held]
     updating = {m.customer_id for m in plan.updates}
-    for chunk in _chunks(plan.adds + plan.updates):
+    for chunk in _chunks(adds + plan.updates):
         outcomes = destination.upsert(config.audience, chunk)
         by_email = {o.email.lower(): o for o in outcomes}
         for action, members in (
@@ -192,7 +207,7 @@ def sync_audience(
     record_finished_sync(conn, **common, counts=asdict(report))
     log.info(
         "%s/%s: %d added, %d updated, %d removed, %d rejected, %d skipped (%d more waiting), %d suppressed, "
-        "%d held out",
+        "%d held out, %d already sent, %d waiting on a removal",
         destination.name,
         config.name,
         report.added,
@@ -203,6 +218,8 @@ def sync_audience(
         report.waiting,
         report.suppressed,
         report.held_out,
+        report.already_sent,
+        report.held_for_removal,
     )
     return report
 

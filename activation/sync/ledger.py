@@ -4,9 +4,10 @@ Tables in the warehouse's `activation` schema, created on first use:
 
 - `sync_ledger`: the current state, one row per (destination, audience, customer_id): the
   email and payload last delivered (or attempted), its hash, the event id delivered with it,
-  `state` (`member`: delivered and in the audience; `removed`; `rejected`: the vendor refused
-  it, retried next run; `skipped`: the destination cannot take it without a subscription
-  change), the vendor's error, how many runs in a row it failed, and when.
+  `state` (`member`: delivered and in the audience, an update refused since included, which
+  keeps no hash and is sent again; `removed`; `rejected`: the vendor refused it, retried next
+  run; `skipped`: the destination cannot take it without a subscription change), the vendor's
+  error, how many runs in a row it failed, and when.
 - `sync_log`: every attempt, append-only: run, action (add, update, remove, suppress), payload
   hash and payload, result and the vendor's per-record error. Dry runs write nothing.
 - `audience_assignments`: each customer's entry into an audience (once per event id), and the
@@ -225,6 +226,19 @@ class LedgerRow:
     failed_runs: int
 
 
+def delivered_events(conn: duckdb.DuckDBPyConnection, destination: str, audience: str) -> set[str]:
+    """The event ids (a checkout's token) `destination` took for `audience` at least once, for
+    whichever customer or address: an audience with events sends each event once."""
+    rows = conn.execute(
+        f"""select distinct json_extract_string(payload, '$.event_id') as event_id
+            from {SCHEMA}.sync_log
+            where destination = ? and audience = ? and result = 'ok' and action in ('add', 'update')
+              and json_extract_string(payload, '$.event_id') is not null""",
+        [destination, audience],
+    ).fetchall()
+    return {event_id for (event_id,) in rows}
+
+
 def ledger_rows(conn: duckdb.DuckDBPyConnection, destination: str, audience: str) -> dict[str, LedgerRow]:
     rows = conn.execute(
         f"""select customer_id, email, payload_hash, event_id, state, failed_runs
@@ -261,6 +275,15 @@ def record_outcomes(
         if action == "remove":
             # Nothing there to remove counts as removed; a refused removal is tried again.
             state = "member" if outcome.status == "rejected" else "removed"
+        elif action == "update":
+            # They were on the list before the call, and are still, whatever it answered: a
+            # member they stay, so leaving the audience still removes them. A refused update
+            # keeps no hash, and is sent again next run; a skipped one (the platform cannot
+            # take it: not subscribed there now) keeps the new one, as asking again each night
+            # would only be skipped again.
+            state = "member"
+            if outcome.status == "rejected":
+                digest = None
         else:
             state = {"ok": "member", "rejected": "rejected", "skipped": "skipped"}[outcome.status]
         state_rows.append(

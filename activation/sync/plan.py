@@ -49,6 +49,8 @@ class Plan:
     retries: int = 0
     # Members the destination skipped last time and not sent again tonight (`hold_skipped`).
     waiting: int = 0
+    # Members whose event (their checkout) the destination already took once (`hold_sent_events`).
+    already_sent: int = 0
 
     @property
     def changes(self) -> int:
@@ -175,4 +177,23 @@ def hold_skipped(plan: Plan, desired: Desired, ledger: dict[str, LedgerRow], des
             plan.retries -= 1
         else:
             kept.append(member)
+    plan.adds = kept
+
+
+def hold_sent_events(plan: Plan, ledger: dict[str, LedgerRow], sent: set[str]) -> None:
+    """Leave out of tonight's adds the members whose event the destination already took once
+    (`ledger.delivered_events`): the cart-abandonment rule's "not already sent this checkout".
+    A shopper who returns to the same checkout and leaves again, or whose address or customer
+    record changed since, would otherwise get its reminder a second time. Updates of members
+    still on the list go on."""
+    if not sent:
+        return
+    kept = []
+    for member in plan.adds:
+        if member.event_id is None or member.event_id not in sent:
+            kept.append(member)
+            continue
+        plan.already_sent += 1
+        row = ledger.get(member.customer_id)
+        plan.retries -= int(row is not None and row.state in RETRIED_STATES)
     plan.adds = kept

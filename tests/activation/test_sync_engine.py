@@ -330,3 +330,99 @@ def test_push_goes_on_past_a_failing_destination_and_says_what_failed():
     result = push(conn, [config], {"klaviyo": Down("klaviyo"), "mailchimp": mailchimp}, run_id="r1", now=NOW)
     assert not result.ok and result.failures == ["klaviyo/seg_test: klaviyo: nobody answered"]
     assert len(mailchimp.members) == 20
+
+
+class AnsweringDestination(RecordingDestination):
+    """Answers each listed address's next write with the given status, once."""
+
+    def __init__(self, answers: dict[tuple[str, str], str] | None = None) -> None:
+        super().__init__()
+        self.answers = dict(answers or {})  # (call, email) -> "rejected" | "skipped"
+
+    def _planned(self, call: str, members: list[Member]) -> tuple[list[Member], list[Outcome]]:
+        passed, out = [], []
+        for m in members:
+            status = self.answers.pop((call, m.email), None)
+            if status is None:
+                passed.append(m)
+            else:
+                out.append(Outcome(m.email, status, f"{status} by the test"))
+        return passed, out
+
+    def upsert(self, audience: Audience, members: list[Member]) -> list[Outcome]:
+        passed, out = self._planned("upsert", members)
+        self.calls.append(("upsert", [m.email for m in members]))
+        for m in passed:
+            self.members[m.email] = dict(m.properties)
+        return out + [Outcome(m.email, "ok") for m in passed]
+
+    def remove(self, audience: Audience, members: list[Member]) -> list[Outcome]:
+        passed, out = self._planned("remove", members)
+        self.calls.append(("remove", [m.email for m in members]))
+        for m in passed:
+            self.members.pop(m.email, None)
+        return out + [Outcome(m.email, "ok") for m in passed]
+
+
+@pytest.mark.parametrize("answer", ["rejected", "skipped"])
+def test_a_member_whose_update_failed_is_still_removed_when_they_leave(answer):
+    conn, dest = _warehouse(4), AnsweringDestination()
+    # The platforms' own subscription records, as loaded: none shows c1 subscribed on this one.
+    conn.execute("alter table marts.dim_customers add column subscribed_in varchar")
+    _sync(conn, dest)
+    conn.execute("update marts.seg_test set orders = 2 where customer_id = 'c1'")
+    dest.answers = {("upsert", "p1@example.com"): answer}
+    assert _sync(conn, dest, run="r2").planned_updates == 1
+    # A refused update is sent again; a skipped one (not subscribed there now) is not asked again.
+    retried = _sync(conn, dest, run="r3")
+    assert retried.planned_updates == (1 if answer == "rejected" else 0)
+    conn.execute("delete from marts.seg_test where customer_id = 'c1'")
+    left = _sync(conn, dest, run="r4")
+    assert left.removed == 1 and "p1@example.com" not in dest.members
+
+
+def test_a_new_address_waits_until_the_old_one_is_removed():
+    conn, dest = _warehouse(4), AnsweringDestination()
+    _sync(conn, dest)
+    for table in ("seg_test", "dim_customers"):
+        conn.execute(f"update marts.{table} set email = 'new1@example.com' where customer_id = 'c1'")
+    dest.answers = {("remove", "p1@example.com"): "rejected"}
+    report = _sync(conn, dest, run="r2")
+    assert (report.rejected, report.held_for_removal) == (1, 1)
+    assert "new1@example.com" not in dest.members and "p1@example.com" in dest.members
+    # The ledger still knows the old address: the next run removes it, then adds the new one.
+    report = _sync(conn, dest, run="r3")
+    assert (report.removed, report.added, report.held_for_removal) == (1, 1, 0)
+    assert "new1@example.com" in dest.members and "p1@example.com" not in dest.members
+
+
+EVENT_CONFIG = AudienceConfig(
+    audience=Audience(name="carts", klaviyo_list="Carts", properties=("first_name",), event="Abandoned Checkout"),
+    schema="marts",
+    table="carts",
+    destinations=("klaviyo",),
+    event_id_column="checkout_token",
+    holdout_share=0.0,
+    guard_min_changes=5,
+)
+
+
+def test_a_checkout_is_sent_once_whoever_it_comes_back_under():
+    conn, dest = _warehouse(4), RecordingDestination()
+    conn.execute(
+        "create table marts.carts as select customer_id, email, 'Ann' as first_name, 'tok-' || customer_id "
+        "as checkout_token from marts.dim_customers where customer_id in ('c1', 'c2')"
+    )
+    assert _sync(conn, dest, EVENT_CONFIG).added == 2
+    # c1 came back to the checkout (it left the window's start), then left it again.
+    conn.execute("delete from marts.carts where customer_id = 'c1'")
+    assert _sync(conn, dest, EVENT_CONFIG, run="r2").removed == 1
+    conn.execute("insert into marts.carts values ('c1', 'p1@example.com', 'Ann', 'tok-c1')")
+    # c2's checkout now resolves to c3 (a merge of customer records).
+    conn.execute("update marts.carts set customer_id = 'c3', email = 'p3@example.com' where customer_id = 'c2'")
+    report = _sync(conn, dest, EVENT_CONFIG, run="r3")
+    assert (report.already_sent, report.planned_adds, report.added) == (2, 0, 0)
+    assert "p1@example.com" not in dest.members and "p3@example.com" not in dest.members
+    # A new checkout is a new reminder.
+    conn.execute("update marts.carts set checkout_token = 'tok-new' where customer_id = 'c1'")
+    assert _sync(conn, dest, EVENT_CONFIG, run="r4").added == 1

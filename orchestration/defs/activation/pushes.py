@@ -159,6 +159,10 @@ def _push_metadata(report: SyncReport) -> dict[str, Any]:
         "retries": report.planned_retries,
         # Skipped last time and still not subscribed on that platform: not sent again.
         "waiting": report.waiting,
+        # Their event (a checkout) was sent to that platform before: not sent again.
+        "already_sent": report.already_sent,
+        # A new address held back while the old one's removal is refused: tried again next run.
+        "held_for_removal": report.held_for_removal,
         "updates": report.planned_updates if report.dry_run else report.updated,
         "removals": report.planned_removes if report.dry_run else report.removed,
         "unchanged": report.unchanged,
