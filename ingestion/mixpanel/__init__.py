@@ -27,6 +27,7 @@ from typing import Any
 
 import dlt
 import pyarrow.compute as pc
+from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
 
 from ingestion.common.http import RetryPolicy
@@ -80,12 +81,28 @@ def mixpanel_source(
 
 
 def _first_load() -> bool:
-    """True when no run has recorded an event cursor yet. Decided when the source is created,
-    from the pipeline's state as it stands then: a run must restore it from the warehouse
-    first (`ingestion.pipelines.restore_state`), or a pipelines folder emptied by a failed run
-    would look new over a loaded table and the lookback days would be appended twice."""
+    """True when no run has recorded an event cursor yet and the warehouse holds no event.
+    Decided when the source is created, from the pipeline's state as it stands then: a run must
+    restore it from the warehouse first (`ingestion.pipelines.restore_state`), or a pipelines
+    folder emptied by a failed run would look new over a loaded table and the lookback days
+    would be appended twice. The table is asked too: dlt writes the events and the state row as
+    separate jobs of one package, so a load cut off between them leaves events with no cursor
+    behind them, and appending again would load each of them twice."""
     resource_state = dlt.current.source_state().get("resources", {}).get(RESOURCE, {})
-    return not resource_state.get("incremental", {}).get("time", {}).get("last_value")
+    if resource_state.get("incremental", {}).get("time", {}).get("last_value"):
+        return False
+    return not _events_in_warehouse()
+
+
+def _events_in_warehouse() -> bool:
+    """Whether the active pipeline's dataset already holds an event row."""
+    pipeline = dlt.current.pipeline()
+    try:
+        with pipeline.sql_client() as client:
+            table = client.make_qualified_table_name(RESOURCE)
+            return bool(client.execute_sql(f"SELECT 1 FROM {table} LIMIT 1"))
+    except DatabaseUndefinedRelation:
+        return False
 
 
 @dlt.resource(

@@ -219,6 +219,24 @@ def test_a_run_that_lost_its_local_state_merges_and_a_locked_warehouse_stops_it(
     assert _rows(tmp_path) == before
 
 
+def test_a_first_load_cut_off_before_its_state_was_written_is_not_appended_twice(sandbox, tmp_path):
+    """dlt writes the events and the state row as separate jobs: a first load killed between
+    them leaves events behind no cursor, and the next run must not append them again."""
+    end = _clock(sandbox.world).date().isoformat()
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox, end_date=end), pipeline)
+    assert _disposition(pipeline) == "append"
+    before = _rows(tmp_path)
+    assert before[0] == before[1] > 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute("DELETE FROM raw_mixpanel._dlt_pipeline_state")
+    pipeline = _pipeline(tmp_path)
+    restore_state(pipeline)
+    load(_source(sandbox, end_date=end), pipeline)
+    assert _disposition(pipeline) == "merge"
+    assert _rows(tmp_path) == before
+
+
 def test_a_failing_run_keeps_the_cursor_and_the_next_run_resumes(private_sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
     load(_source(private_sandbox, end_date=_clock(private_sandbox.world).date().isoformat()), pipeline)
