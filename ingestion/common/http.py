@@ -4,7 +4,7 @@
   vendor's `Retry-After` asks (seconds, fractional seconds or an HTTP date), up to a bounded
   number of attempts; then `RequestFailed`. dlt's own retry ignores fractional Retry-After
   values such as Shopify's "2.0", which is why sources use this session.
-- Timeouts and dropped connections: retried the same way.
+- Timeouts and dropped connections, before or in the middle of the body: retried the same way.
 - Connection refused or an unknown host: `VendorUnreachable` at once (a wrong base URL does
   not get better by waiting).
 - 401/403: `CredentialRejected` at once, naming the setting to fix.
@@ -111,6 +111,12 @@ class VendorSession(requests.Session):
                 if attempt == attempts:
                     raise RequestFailed(self.vendor, method, url, None, attempt, type(exc).__name__) from None
                 self._retry(method, url, attempt, "timeout", self._backoff(attempt))
+                continue
+            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+                # The connection dropped partway through the body (requests reads it in send()).
+                if attempt == attempts:
+                    raise RequestFailed(self.vendor, method, url, None, attempt, type(exc).__name__) from None
+                self._retry(method, url, attempt, f"a body cut off ({type(exc).__name__})", self._backoff(attempt))
                 continue
             status = response.status_code
             if status in (401, 403):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 
 import pytest
 import requests
@@ -58,6 +59,41 @@ def test_wrong_base_url_fails_at_once_naming_the_setting():
     with pytest.raises(VendorUnreachable, match="SOURCES__SHOPIFY__BASE_URL"):
         session.get(f"http://127.0.0.1:{port}/shopify/admin/api/2025-01/orders.json")
     assert sleeps == []
+
+
+def _server_cutting_off_first_answers(cut: int) -> tuple[str, list[int]]:
+    """A vendor on a real socket whose first `cut` answers stop 10 bytes into a 100-byte body."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    served: list[int] = []
+
+    def serve() -> None:
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                served.append(1)
+                body = b'{"results": []}'
+                if len(served) <= cut:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + body[:10])
+                else:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{server.getsockname()[1]}/crm/v3/objects/contacts", served
+
+
+def test_a_body_cut_off_midway_is_retried_and_then_fails_clearly():
+    policy = RetryPolicy(max_attempts=3, backoff_base=0.01)
+    url, served = _server_cutting_off_first_answers(cut=1)
+    session = VendorSession("hubspot", "access_token", policy, sleep=lambda s: None)
+    assert session.get(url).json() == {"results": []}
+    assert (len(served), session.retries) == (2, 1)
+    url, served = _server_cutting_off_first_answers(cut=3)
+    session = VendorSession("hubspot", "access_token", policy, sleep=lambda s: None)
+    with pytest.raises(RequestFailed, match="after 3 attempt"):
+        session.get(url)
 
 
 def test_secrets_never_appear_in_messages():
