@@ -263,13 +263,11 @@ def changed_records(api: HubSpotApi, obj: CrmObject, cursor: Cursor) -> Iterator
     full = previous == cursor.initial_value
     pages = api.list_pages(obj) if full else api.search_pages(obj, cursor.start_value)
     seen: set[str] = set()
-    hold: datetime | None = None
+    holds: list[datetime] = []
     for page in pages:
         good, rows, bad = screen_page(page, obj)
         yield from rows
-        for record in bad:
-            point = _modified(record, obj) or previous
-            hold = point if hold is None else min(hold, point)
+        holds += [_modified(record, obj) or previous for record in bad]
         fresh = []
         for record in good:
             if record["id"] not in seen:
@@ -279,9 +277,10 @@ def changed_records(api: HubSpotApi, obj: CrmObject, cursor: Cursor) -> Iterator
             api.associations(obj, fresh)
         if fresh:
             yield [prepare(record, obj) for record in fresh]
-    hold_cursor(cursor, hold)
+    hold_cursor(cursor, holds)
 
 
-def hold_cursor(cursor: Cursor, point: datetime | None) -> None:
-    """Keep the cursor no later than `point` so quarantined records are read again (see common)."""
-    common_hold_cursor(cursor, point, vendor=VENDOR, max_runs=REPAIR_RUNS)
+def hold_cursor(cursor: Cursor, points: Iterable[datetime]) -> None:
+    """Keep the cursor no later than the earliest of `points` so quarantined records are read
+    again (see common)."""
+    common_hold_cursor(cursor, points, vendor=VENDOR, max_runs=REPAIR_RUNS)

@@ -235,14 +235,14 @@ def media_records(api: GraphApi, cursor: Cursor) -> Iterator[Any]:
     previous = cursor.get_state()["last_value"]
     pages = api.account_pages("media", {"fields": MEDIA_FIELDS, "since": _unix(cursor.start_value)})
     quarantined = yield from _read(pages, "media", MEDIA_RULES, set())
-    hold_cursor(cursor, previous if quarantined else None)
+    hold_cursor(cursor, [previous] if quarantined else [])
 
 
 def mention_records(api: GraphApi, cursor: Cursor) -> Iterator[Any]:
     previous = cursor.get_state()["last_value"]
     pages = api.account_pages("tags", {"fields": MENTION_FIELDS})
     quarantined = yield from _read(pages, "mentions", MENTION_RULES, set(), stop_before=cursor.start_value)
-    hold_cursor(cursor, previous if quarantined else None)
+    hold_cursor(cursor, [previous] if quarantined else [])
 
 
 def comment_records(api: GraphApi, cursor: Cursor, window_days: int) -> Iterator[Any]:
@@ -265,9 +265,11 @@ def comment_records(api: GraphApi, cursor: Cursor, window_days: int) -> Iterator
                 log.info("%s: media %s was deleted before its comments were read", VENDOR, media_id)
                 continue
             raise
-    hold_cursor(cursor, previous if quarantined else None)
+    hold_cursor(cursor, [previous] if quarantined else [])
 
 
-def hold_cursor(cursor: Cursor, point: datetime | None) -> None:
-    """Keep the cursor no later than `point` so quarantined records are read again (see common)."""
-    common_hold_cursor(cursor, point, vendor=VENDOR, max_runs=REPAIR_RUNS)
+def hold_cursor(cursor: Cursor, points: Iterable[datetime]) -> None:
+    """Keep the cursor no later than the earliest of `points` so quarantined records are read
+    again (see common). Graph API records carry no modification time: the point is the cursor
+    the run started from."""
+    common_hold_cursor(cursor, points, vendor=VENDOR, max_runs=REPAIR_RUNS)

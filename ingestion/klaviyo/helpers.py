@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -209,10 +209,10 @@ class Screen:
         return not self.holds and not self.missing_ids()
 
 
-def hold_cursor(cursor: Cursor, point: datetime | None) -> None:
+def hold_cursor(cursor: Cursor, points: Iterable[datetime]) -> None:
     """After a run that quarantined records without an id, keep the stored cursor no later than
-    `point` so the next run's window reads them again (see common)."""
-    common_hold_cursor(cursor, point, vendor=VENDOR, max_runs=REPAIR_RUNS)
+    the earliest of `points` so the next run's window reads them again (see common)."""
+    common_hold_cursor(cursor, points, vendor=VENDOR, max_runs=REPAIR_RUNS)
 
 
 def refetched(api: KlaviyoApi, endpoint: Endpoint, screen: Screen, params: Mapping[str, Any]) -> Iterator[list[Record]]:
@@ -259,7 +259,7 @@ def changed_records(
             yield [to_row(record) for record in good]
     for records in refetched(api, endpoint, screen, fetch_params or {}):
         yield [to_row(record) for record in records]
-    hold_cursor(cursor, min(screen.holds, default=None))
+    hold_cursor(cursor, screen.holds)
 
 
 def all_records(
