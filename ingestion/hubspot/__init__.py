@@ -38,7 +38,6 @@ from ingestion.hubspot.settings import (
     LOOKBACK_SECONDS,
     PAGE_SIZE,
     SEARCH_PAGE_SIZE,
-    SEARCH_WINDOW,
     START_DATE,
 )
 
@@ -49,7 +48,6 @@ def hubspot_source(
     access_token: str = dlt.secrets.value,
     page_size: int = PAGE_SIZE,
     search_page_size: int = SEARCH_PAGE_SIZE,
-    search_window: int = SEARCH_WINDOW,
     retry_policy: RetryPolicy | None = None,
 ) -> tuple[DltResource, ...]:
     """Objects from HubSpot's CRM v3 API at `base_url` (https://api.hubapi.com for the real service).
@@ -58,7 +56,7 @@ def hubspot_source(
     app token), or the same keys in `.dlt/config.toml` / `.dlt/secrets.toml`. The other arguments
     default to HubSpot's own limits and the patient production retry policy.
     """
-    api = HubSpotApi(base_url, access_token, retry_policy, page_size, search_page_size, search_window)
+    api = HubSpotApi(base_url, access_token, retry_policy, page_size, search_page_size)
 
     # Cursors are argument defaults, which dlt binds to the pipeline state on each run (hence B008).
     @dlt.resource(write_disposition="merge", primary_key="id")

@@ -3,10 +3,13 @@
 - The first run pages the list endpoint (cursor paging, associations included); later runs ask
   the search endpoint for records whose last-modified property is at or after the cursor minus
   the lookback, sorted ascending.
-- A search never serves past its 10,000th result. When a search reaches that window the loader
-  asks again with the lower bound moved to the last modification time it read; records at the
-  boundary come twice and are yielded once. If a whole window shares one millisecond (a bulk
-  import), those records are read in `hs_object_id` order before moving past that instant.
+- Searches are paged by key, never by offset (`after`): each query asks again from the newest
+  modification time the last page reached, and the records of that millisecond, which come
+  twice, are yielded once. A record modified while the run pages moves to a later query; under
+  offsets it would shift every later record up one place and one would never be read. So the
+  search's 10,000-result window is never reached either. If a whole page shares one
+  millisecond (a bulk import), those records are read in `hs_object_id` order, by key too,
+  before moving past that instant.
 - Search results carry no associations: deals found by a search get theirs from the associations
   batch read, 1,000 deals a request per associated object type.
 - Each page is screened before dlt's cursor sees it (a malformed `updatedAt` must never become
@@ -19,7 +22,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,14 +99,12 @@ class HubSpotApi:
         policy: RetryPolicy | None,
         page_size: int,
         search_page_size: int,
-        search_window: int,
     ) -> None:
         self.root = base_url.rstrip("/") + "/"
         self.session = _session(access_token, policy, RemainingPacer(RATE_LIMIT_REMAINING, RATE_LIMIT_INTERVAL_MS))
         self.search_session = _session(access_token, policy, MinIntervalPacer(SEARCHES_PER_SECOND))
         self.page_size = page_size
         self.search_page_size = search_page_size
-        self.search_window = search_window
 
     def _url(self, obj: CrmObject, suffix: str = "") -> str:
         return self.root + OBJECTS_PATH.format(object_type=obj.name) + suffix
@@ -166,60 +167,51 @@ class HubSpotApi:
     # -- search -----------------------------------------------------------------------------
 
     def search_pages(self, obj: CrmObject, since: datetime) -> Iterator[list[Any]]:
-        """Records modified at or after `since`, oldest change first, past the search window."""
+        """Records modified at or after `since`, oldest change first, a page per query (see the
+        module's notes: paged by key, so a record changed meanwhile is not skipped)."""
         bound, operator = _epoch_ms(since), "GTE"
         while True:
-            done, first, last = yield from self._window(obj, [_filter(obj.modified, operator, bound)], obj.modified)
-            if done:
+            page, more = self._search(obj, [_filter(obj.modified, operator, bound)], obj.modified)
+            if page:
+                yield page
+            if not more:
                 return
-            times = [_epoch_ms(m) for m in (_modified(r, obj) for r in first + last) if m is not None]
+            times = [_epoch_ms(m) for m in (_modified(r, obj) for r in page) if m is not None]
             if not times:
-                raise VendorError(VENDOR, f"{obj.name} search: the last page has no {obj.modified} to page on from")
-            bound = max(times)
-            if min(times) < bound:
-                operator = "GTE"
+                raise VendorError(VENDOR, f"{obj.name} search: a page has no {obj.modified} to page on from")
+            newest = max(times)
+            if min(times) < newest:
+                bound, operator = newest, "GTE"
                 continue
-            # A whole window modified in one millisecond: read it in id order, then move past it.
-            yield from self._ties(obj, bound)
-            operator = "GT"
+            # A whole page modified in one millisecond: read that instant in id order, then move past it.
+            yield from self._ties(obj, newest)
+            bound, operator = newest, "GT"
 
     def _ties(self, obj: CrmObject, at_ms: int) -> Iterator[list[Any]]:
         after_id = 0
         while True:
             filters = [_filter(obj.modified, "EQ", at_ms), _filter("hs_object_id", "GT", after_id)]
-            done, _, last = yield from self._window(obj, filters, "hs_object_id")
-            if done:
+            page, more = self._search(obj, filters, "hs_object_id")
+            if page:
+                yield page
+            if not more:
                 return
-            newest_id = max((i for i in (_object_id(r) for r in last) if i is not None), default=after_id)
+            newest_id = max((i for i in (_object_id(r) for r in page) if i is not None), default=after_id)
             if newest_id <= after_id:
                 raise VendorError(VENDOR, f"{obj.name} search: paging by hs_object_id did not advance")
             after_id = newest_id
 
-    def _window(
-        self, obj: CrmObject, filters: list[dict[str, str]], sort: str
-    ) -> Generator[list[Any], None, tuple[bool, list[Any], list[Any]]]:
-        """Pages of one search. Returns whether it ended (False: it reached the window), and its
-        first and last pages."""
+    def _search(self, obj: CrmObject, filters: list[dict[str, str]], sort: str) -> tuple[list[Any], bool]:
+        """The first page of one search, ascending by `sort`, and whether more follow it."""
         body: dict[str, Any] = {
             "filterGroups": [{"filters": filters}],
             "sorts": [{"propertyName": sort, "direction": "ASCENDING"}],
             "properties": list(obj.properties),
             "limit": self.search_page_size,
         }
-        first: list[Any] = []
-        last: list[Any] = []
-        while True:
-            page = self._json(self.search_session.post(self._url(obj, "/search"), json=body))
-            results = page.get("results") or []
-            if results:
-                first, last = first or results, results
-                yield results
-            after = _next_after(page)
-            if after is None or not results:
-                return True, first, last
-            if int(after) >= self.search_window:
-                return False, first, last
-            body = {**body, "after": after}
+        page = self._json(self.search_session.post(self._url(obj, "/search"), json=body))
+        results = page.get("results") or []
+        return results, bool(results) and _next_after(page) is not None
 
 
 # -- records --------------------------------------------------------------------------------

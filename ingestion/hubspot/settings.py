@@ -16,9 +16,6 @@ ASSOCIATIONS_BATCH_SIZE = 1000  # the batch read's maximum inputs
 
 PAGE_SIZE = 100  # the CRM v3 list endpoints' maximum
 SEARCH_PAGE_SIZE = 200  # the search endpoints' maximum
-# A search never serves results past the 10,000th (asking for more is a 400): the loader
-# re-queries with the lower bound moved to the last modification time it read.
-SEARCH_WINDOW = 10_000
 # HubSpot allows 5 searches per second per token; stay a little under it, since a second
 # process with the same token (a backfill, the Dagster UI) shares the budget.
 SEARCHES_PER_SECOND = 4.0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from json import dumps
 from pathlib import Path
 
 import dlt
 import pytest
+import requests
 
 from ingestion.common.http import RetryPolicy
 from ingestion.hubspot import hubspot_source
@@ -191,15 +193,50 @@ def test_a_failing_run_keeps_the_cursor_and_the_next_run_resumes(private_sandbox
     assert _cursors(pipeline)["contacts"] > cursors["contacts"]
 
 
-def test_search_pages_past_the_result_window(sandbox):
-    """A window of 30 stands in for HubSpot's 10,000: every record once, never a 400 past it;
-    the 40 companies share one modification time, so they are paged by id."""
-    api = HubSpotApi(sandbox.vendor_url("hubspot"), _token(sandbox.world), FAST, 100, 15, 30)
+def test_search_pages_by_key_reading_every_record_once(sandbox):
+    """Pages of 15, each its own query from the newest change the last one reached: every
+    record, never a 400; the 40 companies share one modification time, so they are paged by id."""
+    api = HubSpotApi(sandbox.vendor_url("hubspot"), _token(sandbox.world), FAST, 100, 15)
     for obj, store in ((CONTACTS, "hubspot_contacts"), (COMPANIES, "hubspot_companies")):
         ids = [r["id"] for page in api.search_pages(obj, START_DATE) for r in page]
         assert len(set(ids)) == _visible(sandbox.world, store), obj.name
     responses = counters(sandbox)["responses"]["hubspot"]
     assert set(responses) == {"200"}
+
+
+class _EditedWhileSearched:
+    """HubSpot's search over ten contacts modified a minute apart, as the API pages it (sorted,
+    `after` offsets); contact 2 is edited right after the first page is served. The sandbox
+    cannot change a record between two requests, so this stands in for that one behaviour."""
+
+    def __init__(self) -> None:
+        self.t0 = 1_767_225_600_000  # 2026-01-01 in ms
+        self.modified = {str(i): self.t0 + i * 60_000 for i in range(1, 11)}
+        self.queries = 0
+
+    def post(self, url: str, json: dict) -> requests.Response:
+        first = json["filterGroups"][0]["filters"][0]
+        bound, operator = int(first["value"]), first["operator"]
+        kept = sorted((m, i) for i, m in self.modified.items() if (m >= bound if operator == "GTE" else m > bound))
+        offset, limit = int(json.get("after", 0)), json["limit"]
+        page = kept[offset : offset + limit]
+        self.queries += 1
+        if self.queries == 1:
+            self.modified["2"] = self.t0 + 3_600_000
+        body = {"results": [{"id": i, "properties": {"lastmodifieddate": str(m)}} for m, i in page]}
+        if offset + limit < len(kept):
+            body["paging"] = {"next": {"after": str(offset + limit)}}
+        response = requests.Response()
+        response.status_code, response._content = 200, dumps(body).encode()
+        return response
+
+
+def test_a_record_edited_while_the_search_pages_shifts_no_other_out_of_reach():
+    vendor = _EditedWhileSearched()
+    api = HubSpotApi("http://hubspot.invalid", "pat-test", FAST, 100, 3)
+    api.search_session.post = vendor.post
+    read = {r["id"] for page in api.search_pages(CONTACTS, datetime.fromtimestamp(vendor.t0 / 1000, UTC)) for r in page}
+    assert read == set(vendor.modified)
 
 
 def test_a_wrong_token_fails_and_says_so(sandbox, tmp_path):
