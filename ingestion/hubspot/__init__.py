@@ -3,11 +3,11 @@
 Each resource is incremental on `updatedAt` (HubSpot's last-modified time). The first run pages
 the list endpoint; later runs use the search endpoint with a `GTE` filter on the object's
 last-modified property (`lastmodifieddate` for contacts, `hs_lastmodifieddate` for companies
-and deals) from the cursor minus `LOOKBACK_SECONDS`, paging past HubSpot's 10,000-result
-search window (see `helpers`). dlt keeps the cursor and moves it only when a load succeeds.
+and deals) from the cursor minus `LOOKBACK_SECONDS`, paged by key rather than offset (see
+`helpers`). dlt keeps the cursor and moves it only when a load succeeds.
 
 Hand-written resources rather than declarative `rest_api`: a resource switches between list
-and search, re-queries at the search window, and screens each page before dlt's cursor sees it.
+and search, pages the search by key, and screens each page before dlt's cursor sees it.
 
 Tables in `raw_hubspot` (`max_table_nesting=1`):
 - `contacts`, `companies`, `deals`: `properties` flattened into `properties__<name>` columns,

@@ -1,4 +1,4 @@
-"""HubSpot's quirks: list versus search, the search window, associations, loadable records.
+"""HubSpot's quirks: list versus search, paging the search, associations, loadable records.
 
 - The first run pages the list endpoint (cursor paging, associations included); later runs ask
   the search endpoint for records whose last-modified property is at or after the cursor minus
