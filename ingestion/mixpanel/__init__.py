@@ -35,6 +35,7 @@ from ingestion.common.quarantine import quarantine_row
 from ingestion.mixpanel.helpers import ExportClient, plan_ranges
 from ingestion.mixpanel.parse import INVALID_JSON, NOT_UTF8, BlockParser, ParsedBlock, SeenIds, day_of_fragment
 from ingestion.mixpanel.settings import BLOCK_BYTES, DAYS_PER_QUERY, LOOKBACK_DAYS, REPAIR_ATTEMPTS, START_DATE
+from ingestion.pipelines import warehouse_of
 
 RESOURCE = "events"
 LOOKBACK_SECONDS = LOOKBACK_DAYS * 86400
@@ -95,8 +96,12 @@ def _first_load() -> bool:
 
 
 def _events_in_warehouse() -> bool:
-    """Whether the active pipeline's dataset already holds an event row."""
+    """Whether the active pipeline's dataset already holds an event row. A warehouse file that
+    does not exist is not created by asking: loading the code location builds sources with a
+    pipeline whose warehouse must never be opened."""
     pipeline = dlt.current.pipeline()
+    if not warehouse_of(pipeline).exists():
+        return False
     try:
         with pipeline.sql_client() as client:
             table = client.make_qualified_table_name(RESOURCE)
