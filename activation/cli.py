@@ -84,7 +84,7 @@ def _print_reports(result) -> None:
         for error in r.errors[:5]:
             print(f"    rejected {error['action']} {error['email']}: {error['error']}")
     for name, counts in result.suppressions.items():
-        print(f"{name}: {counts['pending']} unsubscribes from the other platform to carry, {counts['suppressed']} done")
+        print(f"{name}: {counts['pending']} unsubscribes from other platforms to carry, {counts['suppressed']} done")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,34 +224,40 @@ def sync_audience(
     return report
 
 
-OTHER_PLATFORM = {"klaviyo": "mailchimp", "mailchimp": "klaviyo"}
+# The platforms Tessera suppresses addresses on; an unsubscribe or spam complaint recorded on
+# any other platform Tessera loads (the other email platform, Shopify, HubSpot) is carried there.
+EMAIL_PLATFORMS = ("klaviyo", "mailchimp")
 
 
 def pending_suppressions(conn: duckdb.DuckDBPyConnection, destination: str) -> list[tuple[str, str, str]]:
     """(customer_id, email, why) for addresses this destination holds whose person unsubscribed
-    or complained on the other email platform and that Tessera has not suppressed here yet."""
+    or complained on another platform (the other email platform, the shop's own Shopify
+    customer record, HubSpot) and that Tessera has not suppressed here yet."""
     ensure_ledger(conn)
-    other = OTHER_PLATFORM.get(destination)
-    if other is None:
+    if destination not in EMAIL_PLATFORMS:
         return []
     return conn.execute(
         f"""
+        with customers as (
+            select customer_id, unsubscribed_in, string_split(coalesce(unsubscribed_in, ''), ', ') as platforms
+            from marts.dim_customers
+        )
         select distinct
             customers.customer_id,
             lower(trim(identifiers.id_value)) as email,
             'unsubscribed in ' || customers.unsubscribed_in as why
-        from marts.dim_customers as customers
+        from customers
         inner join marts.customer_identifiers as identifiers
             on customers.customer_id = identifiers.customer_id
-        where identifiers.source = ? and identifiers.id_type = 'email'
-          and contains(coalesce(customers.unsubscribed_in, ''), ?)
-          and not contains(coalesce(customers.unsubscribed_in, ''), ?)
+        where identifiers.source = $destination and identifiers.id_type = 'email'
+          and len(list_filter(customers.platforms, lambda p: p not in ('', $destination))) > 0
+          and not list_contains(customers.platforms, $destination)
           and lower(trim(identifiers.id_value)) not in (
-              select email from {SCHEMA}.suppressions where destination = ? and result = 'ok'
+              select email from {SCHEMA}.suppressions where destination = $destination and result = 'ok'
           )
         order by email
         """,
-        [destination, other, destination, destination],
+        {"destination": destination},
     ).fetchall()
 
 
@@ -263,8 +269,8 @@ def sync_suppressions(
     now: datetime,
     dry_run: bool = False,
 ) -> dict[str, int]:
-    """Carry unsubscribes across platforms: an unsubscribe learned from one email platform
-    suppresses the person on the other (only ever away from subscribed)."""
+    """Carry unsubscribes across platforms: an unsubscribe or complaint learned from any other
+    platform suppresses the person on this one (only ever away from subscribed)."""
     pending = pending_suppressions(conn, destination.name)
     if dry_run or not pending:
         return {"pending": len(pending), "suppressed": 0, "rejected": 0}

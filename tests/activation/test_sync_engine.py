@@ -307,15 +307,18 @@ def test_holdouts_are_a_deterministic_share_never_sent_and_recorded_once():
     assert groups == {"holdout": len(held), "treated": 2000 - len(held)}
 
 
-def test_unsubscribes_carry_to_the_other_platform_once():
+def test_unsubscribes_carry_to_the_email_platforms_once():
     conn = _warehouse()
     conn.execute("update marts.dim_customers set unsubscribed_in = 'klaviyo' where customer_id = 'c8'")
     conn.execute("update marts.dim_customers set unsubscribed_in = 'hubspot, mailchimp' where customer_id = 'c9'")
+    # Opted out only where the shop keeps its own records: both email platforms hear of it.
+    conn.execute("update marts.dim_customers set unsubscribed_in = 'shopify' where customer_id = 'c10'")
+    conn.execute("update marts.dim_customers set unsubscribed_in = 'hubspot' where customer_id = 'c11'")
     mailchimp, klaviyo = RecordingDestination("mailchimp"), RecordingDestination("klaviyo")
-    assert sync_suppressions(conn, mailchimp, run_id="r1", now=NOW)["suppressed"] == 1
-    assert sync_suppressions(conn, klaviyo, run_id="r1", now=NOW)["suppressed"] == 1
-    assert mailchimp.calls == [("suppress", ["p8@example.com"])]
-    assert klaviyo.calls == [("suppress", ["p9@example.com"])]
+    assert sync_suppressions(conn, mailchimp, run_id="r1", now=NOW)["suppressed"] == 3
+    assert sync_suppressions(conn, klaviyo, run_id="r1", now=NOW)["suppressed"] == 3
+    assert mailchimp.calls == [("suppress", ["p10@example.com", "p11@example.com", "p8@example.com"])]
+    assert klaviyo.calls == [("suppress", ["p10@example.com", "p11@example.com", "p9@example.com"])]
     assert sync_suppressions(conn, mailchimp, run_id="r2", now=NOW)["pending"] == 0
 
 

@@ -70,7 +70,8 @@ def _unsubscribes_spec(destination: str) -> dg.AssetSpec:
         kinds={destination},
         deps=GATES,
         description=(
-            f"Unsubscribes and spam complaints learned from the other email platform, suppressed in "
+            f"Unsubscribes and spam complaints learned from any other platform (the other email "
+            f"platform, Shopify, HubSpot), suppressed in "
             f"{destination.title()} (only ever away from subscribed), once per address."
         ),
     )
