@@ -31,7 +31,7 @@ ADDED_FIELD = "sandbox_added_field"
 #: Value a malformed record's timestamp gets: not parseable as a date by any parser.
 BAD_TIMESTAMP = "not-a-timestamp"
 
-_RATES = ("rate_429", "rate_500", "rate_slow", "rate_malformed", "rate_duplicate", "rate_reject")
+_RATES = ("rate_429", "rate_500", "rate_slow", "rate_malformed", "rate_duplicate", "rate_reject", "rate_cancel_job")
 _TIMESTAMP_NAMES = {"updated", "created", "timestamp", "datetime", "time", "last_changed", "updatedAt"}
 
 
@@ -46,6 +46,7 @@ class FaultConfig:
     rate_malformed: float = 0.0  # per record / JSONL line
     rate_duplicate: float = 0.0  # per record of the previous page / JSONL line
     rate_reject: float = 0.0  # per record of a destination write batch: the vendor's per-record error
+    rate_cancel_job: float = 0.0  # per bulk job a destination submits: the vendor cancels it unrun
     drift: str | None = None  # None, "added_field" or "retyped_field"
     seed: int = 0
     retry_after_seconds: float = 1.0  # Retry-After sent with injected 429s
@@ -236,6 +237,21 @@ class FaultInjector:
         if rejected:
             self._on_fault(vendor, "reject", 1)
         return rejected
+
+    def cancel_job(self, vendor: str, kind: str) -> bool:
+        """Whether the vendor cancels a bulk job before running any of it (Klaviyo's job status
+        `cancelled`). Job n of (vendor, kind), counted from the last `set`, is cancelled when
+        unit(seed, "cancel", vendor, kind, n) < rate_cancel_job."""
+        cfg = self._config
+        if cfg.rate_cancel_job == 0 or not self.applies_to(vendor):
+            return False
+        with self._lock:
+            n = self._reject_attempts.get((vendor, "cancel", kind), 0)
+            self._reject_attempts[(vendor, "cancel", kind)] = n + 1
+        cancelled = unit(cfg.seed, "cancel", vendor, kind, n) < cfg.rate_cancel_job
+        if cancelled:
+            self._on_fault(vendor, "cancel", 1)
+        return cancelled
 
     # -- record level -------------------------------------------------------------------------
 

@@ -300,3 +300,18 @@ def test_a_push_leaves_the_collector_as_it_found_it(sb) -> None:
         assert gc.get_freeze_count() > 0  # still frozen (less what the push freed), not thawed
     finally:
         gc.unfreeze()
+
+
+def test_a_cancelled_import_job_delivers_nobody_and_the_next_run_does(sb) -> None:
+    audience, members = _audience("cnl"), _members("cnl", 5)
+    sb.set_faults(rate_cancel_job=1.0, vendors=["klaviyo"])
+    destination = _destination(sb)
+    outcomes = destination.upsert(audience, members)
+    assert {(o.status, o.error) for o in outcomes} == {("rejected", "Klaviyo cancelled the import job")}
+    assert _profiles(sb, [m.email for m in members]) == {}
+    assert _counters(sb)["faults"]["klaviyo"]["cancel"] == 1
+
+    sb.control("DELETE", "faults")
+    assert {o.status for o in destination.upsert(audience, members)} == {"ok"}
+    profiles = _profiles(sb, [m.email for m in members])
+    assert {p["id"] for p in profiles.values()} == _list_member_ids(sb, audience.klaviyo_list)

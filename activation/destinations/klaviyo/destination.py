@@ -243,10 +243,23 @@ class KlaviyoDestination:
         kept = [i for i in range(len(batch)) if i not in refused]
         job = response.json()["data"]
         attributes = self._wait_for_job(job["id"], job["attributes"])
+        if attributes.get("status") == "cancelled":
+            # Klaviyo stopped the job: none of it is known to be in. Sent again next run (an
+            # import is idempotent), never recorded as delivered.
+            for i in kept:
+                errors[rows[i]] = "Klaviyo cancelled the import job"
+            return _Result(errors)
         if attributes.get("failed_count"):
+            unplaced = 0
             for index, detail in self._import_errors(job["id"]):
                 if index is not None and index < len(kept):
                     errors[rows[kept[index]]] = detail
+                else:
+                    unplaced += 1
+            if unplaced:
+                # An error Klaviyo did not point at a profile could be anyone's in the job.
+                for i in kept:
+                    errors.setdefault(rows[i], f"{unplaced} import error(s) Klaviyo did not place on a profile")
         return _Result(errors)
 
     def _wait_for_job(self, job_id: str, attributes: dict[str, Any]) -> dict[str, Any]:

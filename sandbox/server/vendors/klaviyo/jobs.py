@@ -129,6 +129,8 @@ def _bulk_import_job(ctx: Ctx) -> Response:
     list_ids = [ref.get("id") for ref in list_refs if isinstance(ref, dict)]
     for lid in list_ids:
         require_list(ctx, lid)
+    if ctx.state.faults.cancel_job(VENDOR, "profile_bulk_import_job"):
+        return _cancelled_job(ctx, profiles, list_ids)
 
     # Bulk events requests are worked first; the job gives way between its steps, where it
     # holds no lock they take.
@@ -187,6 +189,29 @@ def _bulk_import_job(ctx: Ctx) -> Response:
     }
     _store_job(ctx, job_id, job)
     ctx.state.destinations.record(VENDOR, "profile_bulk_import_job", job_id, ctx.raw_body())
+    resource = _job_resource(ctx, job_id, job, queued=True)
+    return jsonapi({"data": resource, "links": {"self": resource["links"]["self"]}}, 202)
+
+
+def _cancelled_job(ctx: Ctx, profiles: list[Any], list_ids: list[str]) -> Response:
+    """The `rate_cancel_job` fault: Klaviyo accepted the job and cancelled it before running
+    any of it. Nothing is written; polls answer status `cancelled`."""
+    job_id = new_ulid()
+    now = ctx.state.clock
+    job = {
+        "status": "cancelled",
+        "created_at": iso(now),
+        "started_at": None,
+        "completed_at": None,
+        "expires_at": iso(now + timedelta(days=7)),
+        "total_count": len(profiles),
+        "completed_count": 0,
+        "failed_count": 0,
+        "list_ids": list_ids,
+        "profile_ids": [],
+        "errors": [],
+    }
+    _store_job(ctx, job_id, job)
     resource = _job_resource(ctx, job_id, job, queued=True)
     return jsonapi({"data": resource, "links": {"self": resource["links"]["self"]}}, 202)
 
