@@ -69,7 +69,7 @@ def test_a_dry_run_after_the_night_has_nothing_left_to_send_but_retries(small_wo
     header, *lines = [
         line.split() for line in out.splitlines() if line.startswith(("destination", "klaviyo ", "mailchimp "))
     ]
-    assert header[:11] == [
+    assert header[:12] == [
         "destination",
         "audience",
         "rows",
@@ -78,6 +78,7 @@ def test_a_dry_run_after_the_night_has_nothing_left_to_send_but_retries(small_wo
         "add",
         "retry",
         "wait",
+        "sent",
         "upd",
         "rem",
         "same",
