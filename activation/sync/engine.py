@@ -141,7 +141,8 @@ def sync_audience(
     plan: Plan = diff(desired.members, ledger)
     hold_skipped(plan, desired, ledger, destination.name)
     if config.event_id_column:
-        hold_sent_events(plan, ledger, delivered_events(conn, destination.name, config.name))
+        candidates = (m.event_id for m in plan.adds if m.event_id)
+        hold_sent_events(plan, ledger, delivered_events(conn, destination.name, config.name, candidates))
     report = SyncReport(
         destination=destination.name,
         audience=config.name,

@@ -226,15 +226,24 @@ class LedgerRow:
     failed_runs: int
 
 
-def delivered_events(conn: duckdb.DuckDBPyConnection, destination: str, audience: str) -> set[str]:
-    """The event ids (a checkout's token) `destination` took for `audience` at least once, for
-    whichever customer or address: an audience with events sends each event once."""
+def delivered_events(
+    conn: duckdb.DuckDBPyConnection, destination: str, audience: str, event_ids: Iterable[str]
+) -> set[str]:
+    """Those of `event_ids` (a checkout's token) that `destination` took for `audience` at least
+    once, for whichever customer or address: an audience with events sends each event once.
+    Only tonight's candidates are looked up, so what comes back stays small however long the
+    log grows."""
+    wanted = sorted(set(event_ids))
+    if not wanted:
+        return set()
     rows = conn.execute(
-        f"""select distinct json_extract_string(payload, '$.event_id') as event_id
-            from {SCHEMA}.sync_log
-            where destination = ? and audience = ? and result = 'ok' and action in ('add', 'update')
-              and json_extract_string(payload, '$.event_id') is not null""",
-        [destination, audience],
+        f"""select distinct event_id from (
+                select json_extract_string(payload, '$.event_id') as event_id
+                from {SCHEMA}.sync_log
+                where destination = ? and audience = ? and result = 'ok' and action in ('add', 'update')
+            ) as delivered
+            where event_id in (select unnest(?::varchar[]))""",
+        [destination, audience, wanted],
     ).fetchall()
     return {event_id for (event_id,) in rows}
 
