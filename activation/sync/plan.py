@@ -9,6 +9,7 @@ complained, and is not erased. Rows that fail are counted as `suppressed` and ne
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -156,28 +157,41 @@ def diff(desired: dict[str, Member], ledger: dict[str, LedgerRow]) -> Plan:
     return plan
 
 
+def _hold_adds(plan: Plan, ledger: dict[str, LedgerRow], held: Callable[[Member], bool]) -> int:
+    """Take out of tonight's adds the members `held` says wait; how many. A held retry (a member
+    refused or skipped last time) is no longer one of the night's retries."""
+    kept = []
+    for member in plan.adds:
+        if not held(member):
+            kept.append(member)
+            continue
+        row = ledger.get(member.customer_id)
+        plan.retries -= int(row is not None and row.state in RETRIED_STATES)
+    waiting = len(plan.adds) - len(kept)
+    plan.adds = kept
+    return waiting
+
+
 def hold_skipped(plan: Plan, desired: Desired, ledger: dict[str, LedgerRow], destination: str) -> None:
     """Leave out of tonight's adds the members `destination` skipped last time (it cannot take
     them: not on its list, or not subscribed there) at the same address, unless tonight's load
     shows them subscribed on that platform. Asking again every night cost a lookup per member:
     31,659 a night for one Mailchimp audience at a million customers. A new address, or a
     subscription the platform's own record now shows, sends the member again."""
-    if desired.subscribed_in is None:
+    subscribed_in = desired.subscribed_in
+    if subscribed_in is None:
         return
-    kept = []
-    for member in plan.adds:
+
+    def still_skipped(member: Member) -> bool:
         row = ledger.get(member.customer_id)
-        if (
+        return (
             row is not None
             and row.state == "skipped"
             and (row.email or "").lower() == member.email.lower()
-            and destination not in desired.subscribed_in.get(member.customer_id, ())
-        ):
-            plan.waiting += 1
-            plan.retries -= 1
-        else:
-            kept.append(member)
-    plan.adds = kept
+            and destination not in subscribed_in.get(member.customer_id, ())
+        )
+
+    plan.waiting += _hold_adds(plan, ledger, still_skipped)
 
 
 def hold_sent_events(plan: Plan, ledger: dict[str, LedgerRow], sent: set[str]) -> None:
@@ -186,14 +200,5 @@ def hold_sent_events(plan: Plan, ledger: dict[str, LedgerRow], sent: set[str]) -
     A shopper who returns to the same checkout and leaves again, or whose address or customer
     record changed since, would otherwise get its reminder a second time. Updates of members
     still on the list go on."""
-    if not sent:
-        return
-    kept = []
-    for member in plan.adds:
-        if member.event_id is None or member.event_id not in sent:
-            kept.append(member)
-            continue
-        plan.already_sent += 1
-        row = ledger.get(member.customer_id)
-        plan.retries -= int(row is not None and row.state in RETRIED_STATES)
-    plan.adds = kept
+    if sent:
+        plan.already_sent += _hold_adds(plan, ledger, lambda member: member.event_id in sent)
