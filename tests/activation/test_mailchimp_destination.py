@@ -18,7 +18,7 @@ from activation.destinations.base import Audience, Member
 from activation.destinations.mailchimp import MailchimpDestination
 from activation.destinations.mailchimp.http import MailchimpApi, api_root
 from activation.destinations.mailchimp.members import MemberDirectory
-from activation.destinations.mailchimp.merge_fields import merge_tags
+from activation.destinations.mailchimp.merge_fields import choose_tag
 from ingestion.common.errors import CredentialRejected
 from ingestion.common.http import RetryPolicy
 
@@ -124,8 +124,14 @@ def tagged(sandbox, email: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def test_merge_tags_are_upper_case_at_most_10_characters_and_unique() -> None:
-    tags = merge_tags(["cart_value", "free_shipping_gap", "free_shipping_gap_eur", "email", "line items", "Ümlaut"])
+def test_merge_tags_are_upper_case_at_most_10_characters_and_never_take_another_propertys_field() -> None:
+    # The list's fields as tag -> name, growing as an audience's properties take their tags.
+    taken = {"FNAME": "First Name", "PHONE": "Phone Number"}
+    tags = {}
+    for name in ["cart_value", "free_shipping_gap", "free_shipping_gap_eur", "email", "line items", "Ümlaut", "phone"]:
+        tags[name], exists = choose_tag(name, taken)
+        assert not exists
+        taken[tags[name]] = name
     assert tags == {
         "cart_value": "CART_VALUE",
         "free_shipping_gap": "FREE_SHIPP",
@@ -133,8 +139,12 @@ def test_merge_tags_are_upper_case_at_most_10_characters_and_unique() -> None:
         "email": "EMAIL2",
         "line items": "LINE_ITEMS",
         "Ümlaut": "_MLAUT",
+        "phone": "PHONE2",  # the shop's own PHONE field is not Tessera's to write
     }
     assert all(len(t) <= 10 for t in tags.values())
+    # Next run, whatever the order: every property finds its own field again.
+    for name in reversed(tags):
+        assert choose_tag(name, taken) == (tags[name], True)
 
 
 def test_api_root_comes_from_the_key_data_center_and_never_shows_the_key() -> None:
@@ -284,6 +294,28 @@ def test_a_member_who_unsubscribed_since_keeps_their_status(private_sandbox) -> 
     assert outcome.status == "skipped" and "unsubscribed" in outcome.error
     got = member(sandbox, email)
     assert got["status"] == "unsubscribed" and got["merge_fields"]["CART_VALUE"] == 20.5
+
+
+def test_two_audiences_on_one_list_never_write_each_others_merge_fields(private_sandbox) -> None:
+    """Merge fields belong to the list: an audience whose property shares its first 10
+    characters with another audience's gets a field of its own, on every run, in either order,
+    so one push never overwrites the other's values in someone who is in both."""
+    sandbox = private_sandbox
+    email = emails_with_status(sandbox, "subscribed", 1)[0]
+    engaged = Audience(
+        name="seg_engaged_never_bought", mailchimp_tag="engaged_never_bought", properties=("recommended_product_id",)
+    )
+    abandoned = Audience(name="abandoned_checkouts", mailchimp_tag=TAG, properties=("recommended_products",))
+    products = [{"product_id": "p1", "title": "Water bottle"}]
+    for _ in range(2):  # the second run reads the list's fields afresh, as a new night does
+        with destination(sandbox) as dest:
+            assert dest.upsert(engaged, [Member("c0", email, {"recommended_product_id": "p9"})])[0].status == "ok"
+            assert dest.upsert(abandoned, [Member("c0", email, {"recommended_products": products})])[0].status == "ok"
+    fields = {f["tag"]: f["name"] for f in get(sandbox, "/merge-fields", count=100).json()["merge_fields"]}
+    assert fields["RECOMMENDE"] == "recommended_product_id" and fields["RECOMMEND2"] == "recommended_products"
+    values = member(sandbox, email)["merge_fields"]
+    assert values["RECOMMENDE"] == "p9" and json.loads(values["RECOMMEND2"]) == products
+    assert sum(1 for name in fields.values() if name.startswith("recommended_")) == 2
 
 
 def test_a_value_mailchimp_refuses_rejects_that_member_only(private_sandbox) -> None:

@@ -1,16 +1,21 @@
 """Audience properties as Mailchimp merge fields.
 
-Mapping (property name -> merge tag), decided from the audience's property list alone so it is
-the same on every run:
-- upper case, every character other than A-Z, 0-9 and _ becomes _ (`cart value` -> `CART_VALUE`);
-- at most 10 characters (Mailchimp's limit for a merge tag): `free_shipping_gap` -> `FREE_SHIPP`;
-- unique within the audience, in the order the properties are listed: a tag already taken by an
-  earlier property ends in a counter instead (`FREE_SHIP2`, `FREE_SHIP3`, ...);
-- never `EMAIL` (the address itself): a property `email` gets `EMAIL2`, like any clash.
+Merge fields belong to the Mailchimp list, not to one Tessera audience: every audience pushed
+to the list shares them. So a property's field is found by its name, and its tag is chosen so
+that it never takes a field made for another property:
+- the tag's stem: upper case, every character other than A-Z, 0-9 and _ becomes _ (`cart value`
+  -> `CART_VALUE`), at most 10 characters (Mailchimp's limit for a merge tag):
+  `free_shipping_gap` -> `FREE_SHIPP`;
+- the candidates are the stem, then the stem ending in a counter (`FREE_SHIP2`, `FREE_SHIP3`,
+  ...); the property takes the first candidate that is either its own field (one whose name is
+  the property's) or free. A candidate held by a field of another name (another audience's
+  `recommended_product_id` holds `RECOMMENDE`, so `recommended_products` gets `RECOMMEND2`) is
+  passed over, and so is `EMAIL` (the address itself).
+  The tags therefore stay the same from run to run, whichever audience is pushed first.
 
-A tag the list already has is used as it is (Tessera never changes or deletes a merge field);
-a missing one is created with the property's name, `text` unless every value seen is a number
-(then `number`, so the shop can segment on it), not public, not required.
+A missing field is created with the property's name, `text` unless every value seen is a number
+(then `number`, so the shop can segment on it), not public, not required. Tessera never changes
+or deletes a merge field.
 
 Values are sent as Mailchimp reads them: numbers as numbers for number fields, lists and
 objects as compact JSON text, booleans as `true`/`false`, null as "" (Mailchimp's empty value).
@@ -20,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,22 +36,35 @@ _RESERVED = {"EMAIL"}
 _PAGE = 1000
 
 
-def merge_tags(properties: Sequence[str]) -> dict[str, str]:
-    """Property name -> merge tag, by the rules in this module's docstring."""
-    tags: dict[str, str] = {}
-    used: set[str] = set(_RESERVED)
-    for name in properties:
-        if name in tags:
-            continue
-        base = re.sub(r"[^A-Z0-9_]", "_", name.upper())[:MAX_TAG_LENGTH] or "PROPERTY"
-        tag, n = base, 1
-        while tag in used:
-            n += 1
-            suffix = str(n)
-            tag = base[: MAX_TAG_LENGTH - len(suffix)] + suffix
-        tags[name] = tag
-        used.add(tag)
-    return tags
+#: Mailchimp keeps at most 50 characters of a merge field's name.
+MAX_NAME_LENGTH = 50
+
+
+def tag_candidates(name: str) -> Iterator[str]:
+    """The tags a property may take, in order of preference (see the module's docstring)."""
+    stem = re.sub(r"[^A-Z0-9_]", "_", name.upper())[:MAX_TAG_LENGTH] or "PROPERTY"
+    n = 1
+    while True:
+        tag = stem if n == 1 else stem[: MAX_TAG_LENGTH - len(str(n))] + str(n)
+        if tag not in _RESERVED:
+            yield tag
+        n += 1
+
+
+def field_name(name: str) -> str:
+    """The name a property's merge field is created with (and found by)."""
+    return name[:MAX_NAME_LENGTH]
+
+
+def choose_tag(name: str, taken: Mapping[str, str]) -> tuple[str, bool]:
+    """(tag, whether the field exists) for property `name`, given the list's fields as tag ->
+    field name: the first candidate that is its own field or free."""
+    for tag in tag_candidates(name):
+        if tag not in taken:
+            return tag, False
+        if taken[tag] == field_name(name):
+            return tag, True
+    raise AssertionError("unreachable: the candidates never end")
 
 
 def _is_number(value: Any) -> bool:
@@ -85,6 +103,7 @@ def same_value(current: Any, wanted: Any) -> bool:
 class MergeField:
     tag: str
     type: str
+    name: str = ""
 
 
 class MergeFields:
@@ -105,13 +124,13 @@ class MergeFields:
                 params={
                     "count": _PAGE,
                     "offset": offset,
-                    "fields": "merge_fields.tag,merge_fields.type,total_items",
+                    "fields": "merge_fields.tag,merge_fields.type,merge_fields.name,total_items",
                 },
             )
             raise_for_problem(body, "read the audience's merge fields")
             data = body.json()
             for field in data.get("merge_fields", []):
-                known[field["tag"]] = MergeField(field["tag"], field["type"])
+                known[field["tag"]] = MergeField(field["tag"], field["type"], field.get("name") or "")
             offset += _PAGE
             if offset >= int(data.get("total_items", 0)):
                 return known
@@ -120,18 +139,27 @@ class MergeFields:
         """Property name -> its merge field, creating the missing ones."""
         if self._known is None:
             self._known = self._read()
-        tags = merge_tags(properties)
         samples = list(samples)
-        missing = [(name, tag) for name, tag in tags.items() if tag not in self._known]
-        for name, tag in missing:
-            values = [s.get(name) for s in samples if s.get(name) is not None]
-            kind = "number" if values and all(_is_number(v) for v in values) else "text"
-            body = {"tag": tag, "name": name[:50], "type": kind, "required": False, "public": False}
-            response = self._api.call("POST", f"/lists/{self._list_id}/merge-fields", json=body)
-            if response.status_code == 400 and "already exists" in response.text:
-                # Created meanwhile (a concurrent run, or a retried POST whose answer was lost).
-                self._known = self._read()
-                continue
-            raise_for_problem(response, f"create the merge field {tag}")
-            self._known[tag] = MergeField(tag, response.json().get("type", kind))
-        return {name: self._known[tag] for name, tag in tags.items()}
+        fields: dict[str, MergeField] = {}
+        for name in dict.fromkeys(properties):
+            rereads = 0
+            while name not in fields:
+                tag, exists = choose_tag(name, {t: f.name for t, f in self._known.items()})
+                if exists:
+                    fields[name] = self._known[tag]
+                    continue
+                values = [s.get(name) for s in samples if s.get(name) is not None]
+                kind = "number" if values and all(_is_number(v) for v in values) else "text"
+                body = {"tag": tag, "name": field_name(name), "type": kind, "required": False, "public": False}
+                response = self._api.call("POST", f"/lists/{self._list_id}/merge-fields", json=body)
+                if response.status_code == 400 and "already exists" in response.text and not rereads:
+                    # Created meanwhile (a concurrent run, or a retried POST whose answer was
+                    # lost): read the fields again and choose again, once.
+                    self._known = self._read()
+                    rereads += 1
+                    continue
+                raise_for_problem(response, f"create the merge field {tag}")
+                created = response.json()
+                self._known[tag] = MergeField(tag, created.get("type", kind), created.get("name") or field_name(name))
+                fields[name] = self._known[tag]
+        return fields
