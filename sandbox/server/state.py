@@ -723,3 +723,7 @@ class SandboxState:
         for cur in cursors:
             with contextlib.suppress(duckdb.Error):
                 cur.close()
+        # The connection too: one still open at interpreter exit is reported by DuckDB's bindings
+        # as a wall of "leaked instance" lines on the terminal of whoever ran the server.
+        with contextlib.suppress(duckdb.Error):
+            self._duck.close()
