@@ -81,6 +81,18 @@ def test_a_device_with_only_a_checkout_keeps_it():
     assert len(set(labels.tolist())) == 1
 
 
+def test_a_device_with_two_guest_checkouts_keeps_both():
+    # A second guest checkout on a device no person was seen on: device and both checkouts stay
+    # one customer (before, the device left both, and each checkout became a customer alone).
+    kinds = [DEVICE, CHECKOUT, CHECKOUT]
+    labels, _, shared, _ = _resolve(kinds, [], device_links=[(0, 1), (0, 2)])
+    assert len(set(labels.tolist())) == 1 and len(shared) == 0
+    # Next to a device with one guest checkout of its own, nothing is merged across devices.
+    kinds = [DEVICE, CHECKOUT, CHECKOUT, DEVICE, CHECKOUT]
+    labels, _, _, _ = _resolve(kinds, [], device_links=[(0, 1), (0, 2), (3, 4)])
+    assert _groups(labels) == {frozenset({0, 1, 2}), frozenset({3, 4})}
+
+
 def _previous(ids: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
     names = np.array(sorted({i for i in ids if i}), dtype=object)
     codes = np.array([list(names).index(i) if i else -1 for i in ids], dtype=np.int64)

@@ -136,7 +136,8 @@ def attach_devices(
 
     `bridge` marks nodes that are record keys rather than a person's identifiers (a checkout
     token): a component of bridges alone (a checkout typed with a placeholder email) is not a
-    person, so it does not make a device shared; it follows the device to its person.
+    person, so it does not make a device shared; it follows the device to its person. A device
+    seen with bridges only is one anonymous customer with all of them.
 
     Returns the new labels, and the shared devices with how many persons each was seen with."""
     labels = labels.copy()
@@ -151,10 +152,12 @@ def attach_devices(
     devices, first, persons = np.unique(real[:, 0], return_index=True, return_counts=True)
     person_of = np.full(len(labels), -1, dtype=np.int64)
     person_of[devices[persons == 1]] = real[first[persons == 1], 1]
-    # A device seen with bridges only: one bridge component is taken as the device's own.
+    # A device seen with bridges only (guest checkouts and no person): its first bridge
+    # component is taken as the device's own, and the others follow it below, so a second
+    # guest checkout neither moves the device to a new customer nor leaves a checkout alone.
     loose = pairs[~is_person[pairs[:, 1]] & (person_of[pairs[:, 0]] == -1) & ~np.isin(pairs[:, 0], devices)]
-    lone, lone_first, lone_count = np.unique(loose[:, 0], return_index=True, return_counts=True)
-    person_of[lone[lone_count == 1]] = loose[lone_first[lone_count == 1], 1]
+    lone, lone_first = np.unique(loose[:, 0], return_index=True)
+    person_of[lone] = loose[lone_first, 1]
     # Bridges go where their device went (only bridges: persons are never relabelled here).
     follow = pairs[~is_person[pairs[:, 1]] & (person_of[pairs[:, 0]] >= 0)]
     relabel = np.arange(int(labels.max()) + 1)
