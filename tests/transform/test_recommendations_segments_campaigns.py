@@ -18,7 +18,14 @@ from orchestration.paths import PROJECT_ROOT
 # Whichever test comes first builds the shared two nights (two demo runs) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-WORLD_TABLES = ("shopify_products", "shopify_orders", "klaviyo_events", "klaviyo_metrics", "mailchimp_activity")
+WORLD_TABLES = (
+    "shopify_products",
+    "shopify_orders",
+    "klaviyo_events",
+    "klaviyo_metrics",
+    "mailchimp_activity",
+    "mailchimp_members",
+)
 VARS = yaml.safe_load((PROJECT_ROOT / "dbt_project" / "dbt_project.yml").read_text())["vars"]
 
 
@@ -276,3 +283,27 @@ def test_campaign_metrics_agree_with_the_platforms(con, run):
     assert sends == []
     platforms = dict(_rows(con, "SELECT platform, count(*) FROM marts.campaign_performance GROUP BY 1"))
     assert platforms.get("klaviyo", 0) > 0 and platforms.get("mailchimp", 0) > 0, platforms
+
+
+def test_only_the_members_own_unsubscribes_count_against_a_mailchimp_campaign(con, run):
+    """The first night unsubscribes in Mailchimp the people who left another platform; the
+    second night loads them back as unsubscribed members. Those are Tessera's doing, not an
+    answer to the campaign sent before: only the unsubscribes the world's members made count."""
+    carried = _rows(
+        con, "SELECT count(*) FROM activation.suppressions WHERE destination = 'mailchimp' AND result = 'ok'"
+    )[0][0]
+    assert carried > 0, "no unsubscribe was carried to Mailchimp: the case is not played"
+    not_theirs = _rows(
+        con,
+        """
+        SELECT i.recipient_id, i.campaign_id, i.occurred_at
+        FROM marts.campaign_interactions i
+        WHERE i.platform = 'mailchimp' AND i.interaction = 'unsubscribe'
+          AND i.recipient_id NOT IN (
+              SELECT unique_email_id FROM world_mailchimp_members
+              WHERE unsubscribed_at <= CAST(? AS TIMESTAMPTZ)
+          )
+        """,
+        [run.now],
+    )
+    assert not_theirs == []

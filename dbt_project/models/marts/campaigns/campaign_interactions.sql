@@ -15,9 +15,14 @@
       before it, within `tessera__attribution_days`: Klaviyo, the latest Received Email;
       Mailchimp, the latest campaign to the member's audience sent after they joined it.
       `is_campaign_inferred` marks these.
+    - Unsubscribes Tessera made itself are not the recipient's answer to a campaign: a Mailchimp
+      member Tessera unsubscribed because they had left another platform
+      (`activation.suppressions`) is left out when their last change is no later than a day
+      after it. Klaviyo's suppressions record no Unsubscribed event.
 -#}
 
 {%- set window_days = var('tessera__attribution_days') %}
+{%- set suppressions_table = optional_relation('activation', 'suppressions') %}
 
 with
 
@@ -88,6 +93,24 @@ mailchimp_activity as (
 
 ),
 
+tessera_unsubscribed as (
+
+    -- The Mailchimp members Tessera unsubscribed (none before the first push).
+    {% if suppressions_table %}
+        select
+            email,
+            suppressed_at
+        from {{ suppressions_table }}
+        where destination = 'mailchimp' and result = 'ok'
+    {% else %}
+        select
+            cast(null as varchar) as email,
+            cast(null as timestamptz) as suppressed_at
+        where false
+    {% endif %}
+
+),
+
 mailchimp_unsubscribes as (
 
     select
@@ -109,6 +132,13 @@ mailchimp_unsubscribes as (
     where
         members.status = 'unsubscribed'
         and members.last_changed_at <= {{ tessera_now() }}
+        and not exists (
+            select 1
+            from tessera_unsubscribed
+            where
+                tessera_unsubscribed.email in (members.email, lower(trim(members.email_raw)))
+                and members.last_changed_at < tessera_unsubscribed.suppressed_at + to_days(1)
+        )
     qualify row_number() over (partition by members.list_id, members.member_id order by campaigns.sent_at desc) = 1
 
 ),
