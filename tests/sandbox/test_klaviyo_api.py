@@ -559,7 +559,7 @@ def test_bulk_import_job_reports_per_profile_errors(private_sandbox) -> None:
         1,
     )
     (error,) = api(sb, "GET", f"/api/profile-bulk-import-jobs/{data['id']}/import-errors").json()["data"]
-    assert error["attributes"]["source"]["pointer"] == "/data/attributes/profiles/data/1/attributes/email"
+    assert error["attributes"]["source"]["pointer"] == "/data/attributes/email"
     assert error["attributes"]["original_payload"] == {"email": "bad@"}
     members = api(sb, "GET", f"/api/lists/{list_id}/relationships/profiles").json()["data"]
     assert len(members) == 2

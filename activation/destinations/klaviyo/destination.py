@@ -173,7 +173,7 @@ class KlaviyoDestination:
                 # push). Only members the job imported get their event, and only after it:
                 # the event triggers flows that read the profile's properties and list
                 # membership.
-                result = self._import(items, rows, list_id)
+                result = self._import(items, rows, list_id, [members[i].email for i in rows])
                 if entries is None or stopped.is_set():
                     return result, []
                 encoded = entries.result()
@@ -231,8 +231,9 @@ class KlaviyoDestination:
             yield range(start, start + len(rows))
             start += len(rows)
 
-    def _import(self, items: list[bytes], rows: range, list_id: str | None) -> _Result:
-        """One import job: send, wait for it, and read its import errors."""
+    def _import(self, items: list[bytes], rows: range, list_id: str | None, emails: list[str]) -> _Result:
+        """One import job: send, wait for it, and read its import errors (`emails`: the job's
+        profiles' addresses, in the order of `rows`)."""
         batch = [items[i] for i in rows]
         response, refused = self._send_dropping(
             "bulk_import_profiles", batch, lambda kept: payloads.import_job_body(kept, list_id), _IMPORT_POINTER
@@ -250,9 +251,14 @@ class KlaviyoDestination:
                 errors[rows[i]] = "Klaviyo cancelled the import job"
             return _Result(errors)
         if attributes.get("failed_count"):
+            # An import error names its profile by `original_payload` (the profile as sent);
+            # a pointer with the profile's place in the job is used only when that is missing.
+            row_of = {_email_key(emails[i]): rows[i] for i in kept}
             unplaced = 0
-            for index, detail in self._import_errors(job["id"]):
-                if index is not None and index < len(kept):
+            for index, email, detail in self._import_errors(job["id"]):
+                if email is not None and _email_key(email) in row_of:
+                    errors[row_of[_email_key(email)]] = detail
+                elif index is not None and index < len(kept):
                     errors[rows[kept[index]]] = detail
                 else:
                     unplaced += 1
@@ -276,9 +282,10 @@ class KlaviyoDestination:
             attributes = response.json()["data"]["attributes"]
         return attributes
 
-    def _import_errors(self, job_id: str) -> list[tuple[int | None, str]]:
-        """(profile index in the job, Klaviyo's detail) for every import error of a job."""
-        out: list[tuple[int | None, str]] = []
+    def _import_errors(self, job_id: str) -> list[tuple[int | None, str | None, str]]:
+        """(profile index in the job if the pointer gives one, the profile's email from
+        `original_payload`, Klaviyo's detail) for every import error of a job."""
+        out: list[tuple[int | None, str | None, str]] = []
         params: dict[str, Any] = {"page[size]": 100}
         while True:
             response = self._ok(
@@ -288,7 +295,9 @@ class KlaviyoDestination:
             for error in document["data"]:
                 attributes = error["attributes"]
                 pointer = (attributes.get("source") or {}).get("pointer")
-                out.append((payloads.pointer_index(pointer, _IMPORT_POINTER), attributes.get("detail") or "rejected"))
+                index = payloads.pointer_index(pointer, _IMPORT_POINTER)
+                email = _payload_email(attributes.get("original_payload"))
+                out.append((index, email, attributes.get("detail") or "rejected"))
             next_link = (document.get("links") or {}).get("next")
             if not next_link:
                 return out
@@ -417,3 +426,19 @@ class KlaviyoDestination:
                 "klaviyo", request.method or "GET", request.url or what, response.status_code, 1, error_detail(response)
             )
         return response
+
+
+def _email_key(email: str) -> str:
+    """An address as Klaviyo matches it: case and surrounding spaces do not count."""
+    return email.strip().lower()
+
+
+def _payload_email(payload: Any) -> str | None:
+    """The email of an import error's `original_payload`: the profile's attributes, or the
+    profile resource around them."""
+    if not isinstance(payload, dict):
+        return None
+    if isinstance(payload.get("attributes"), dict):
+        payload = payload["attributes"]
+    email = payload.get("email")
+    return email if isinstance(email, str) and email.strip() else None

@@ -9,6 +9,7 @@ so a client that polls sees the job finish on its first poll.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import timedelta
 from typing import Any
@@ -104,6 +105,17 @@ def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
     return Upsert(attributes, item.get("id"), f"{pointer}/attributes")
 
 
+_JOB_PROFILE = re.compile(r"^/data/attributes/profiles/data/\d+")
+
+
+def _profile_pointer(pointer: str | None) -> str:
+    """An import error points into the profile it names, which `original_payload` carries, not
+    into the job: the reference's pointer defaults to `/data`, and nothing in it promises the
+    profile's place in the job. So `/data/attributes/profiles/data/3/attributes/email` is served
+    as `/data/attributes/email`."""
+    return _JOB_PROFILE.sub("/data", pointer or "/data", count=1)
+
+
 def create_bulk_import_job(ctx: Ctx) -> Response:
     """POST /api/profile-bulk-import-jobs: 202 with the job. Invalid profiles do not fail the
     job; they become import errors and count in `failed_count`."""
@@ -159,7 +171,7 @@ def _bulk_import_job(ctx: Ctx) -> Response:
                 {
                     "code": result.code,
                     "detail": result.detail,
-                    "pointer": result.source.get("pointer"),
+                    "pointer": _profile_pointer(result.source.get("pointer")),
                     "original_payload": attributes if isinstance(attributes, dict) else {},
                 }
             )
