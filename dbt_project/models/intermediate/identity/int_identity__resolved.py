@@ -309,8 +309,21 @@ def model(dbt, session):
     if not limits_by_kind:
         raise ValueError("int_identity__resolved: no identity_limits configured (var tessera__identity_limits)")
 
+    # Views in the warehouse's main schema, read just below and dropped right after (left
+    # there, they would sit beside the marts for anyone browsing the warehouse).
     dbt.ref("int_identity__nodes").create_view("_identity_nodes")
     dbt.ref("int_identity__edges").create_view("_identity_edges")
+    try:
+        resolved = _resolve_identifiers(dbt, session, limits_by_kind)
+    finally:
+        session.execute("DROP VIEW IF EXISTS _identity_nodes")
+        session.execute("DROP VIEW IF EXISTS _identity_edges")
+    session.register("_identity_resolved_rows", resolved)
+    return session.sql("SELECT * FROM _identity_resolved_rows")
+
+
+def _resolve_identifiers(dbt, session, limits_by_kind: dict[str, int]) -> pa.Table:
+    """Every identifier with its customer, as the table this model writes."""
     previous_hashes, previous_codes, previous_names = _previous_ids(session, dbt.this)
 
     # The nodes are read once, in one order, and the result is written in that same order: no
@@ -383,5 +396,4 @@ def model(dbt, session):
     del nodes, labels, kinds, previous_ids, note_codes, notes
     # Arrow's allocator keeps freed buffers for reuse; hand them back before DuckDB writes.
     pa.default_memory_pool().release_unused()
-    session.register("_identity_resolved_rows", resolved)
-    return session.sql("SELECT * FROM _identity_resolved_rows")
+    return resolved
