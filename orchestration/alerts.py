@@ -39,7 +39,8 @@ _SECRET_PATTERNS = [
     (re.compile(r"\b[0-9a-f]{32}-us\d{1,2}\b"), REDACTED),  # Mailchimp API key
     (re.compile(r"\bpk_[A-Za-z0-9]{10,}\b"), REDACTED),  # Klaviyo private key
     (re.compile(r"\bpat-[a-z0-9]{2,4}-[0-9a-f-]{20,}\b"), REDACTED),  # HubSpot private app token
-    (re.compile(r"\b(EAA|IGQ)[A-Za-z0-9]{20,}\b"), REDACTED),  # Meta/Instagram access token
+    # Meta access tokens (EAA...) and Instagram's (IGQV..., IGAA...), which may hold _ and -.
+    (re.compile(r"\b(EAA|IG[A-Z]{2})[A-Za-z0-9_-]{20,}"), REDACTED),
     (re.compile(r"\bshpat_[0-9a-fA-F]{20,}\b"), REDACTED),  # Shopify Admin API token
 ]
 
@@ -78,18 +79,28 @@ class FailureSummary:
         """One chat message: what failed, the first errors, and where to look."""
         lines = [f"Tessera run failed: job `{self.job}`, run `{self.run_id}`"]
         for step in self.failed_steps[:5]:
-            first_line = step.error.splitlines()[0] if step.error else "no error message"
-            lines.append(f"- `{step.step}`: {first_line}")
+            lines.append(f"- `{step.step}`: {_one_line(step.error)}")
         if len(self.failed_steps) > 5:
             lines.append(f"- and {len(self.failed_steps) - 5} more step(s)")
         if not self.failed_steps:
-            lines.append(f"- {self.error.splitlines()[0] if self.error else 'no error message'}")
+            lines.append(f"- {_one_line(self.error)}")
         lines.append(f"<{self.link}|Open the run in Dagster>")
         return "\n".join(lines)
 
     def as_payload(self) -> dict:
         """The webhook's JSON body."""
         return {"text": self.text, **asdict(self)}
+
+
+#: How much of one error a chat line shows (the whole error is in `failed_steps`).
+TEXT_ERROR_CHARACTERS = 500
+
+
+def _one_line(error: str) -> str:
+    """An error as one chat line: its lines joined (the cause of a load failure is often on a
+    later line, and one step can fail for several vendors), cut at TEXT_ERROR_CHARACTERS."""
+    text = " ".join(error.split()) or "no error message"
+    return text if len(text) <= TEXT_ERROR_CHARACTERS else text[: TEXT_ERROR_CHARACTERS - 1] + "…"
 
 
 def run_link(run_id: str, env: Mapping[str, str] | None = None) -> str:

@@ -42,6 +42,10 @@ def step_errors(context: dg.RunFailureSensorContext) -> dict[str, str]:
         f"Logs the failed steps of every failed run and why; posts a summary to {WEBHOOK_SETTING} when it is set."
     ),
     default_status=dg.DefaultSensorStatus.RUNNING,
+    # Runs started from a shell (`dagster job execute`, `dagster asset materialize`) or in
+    # process (the demo) have no code location of origin, and a sensor watching only its own
+    # location never sees them fail.
+    monitor_all_code_locations=True,
 )
 def run_failure_alert(context: dg.RunFailureSensorContext) -> None:
     run = context.dagster_run
