@@ -40,3 +40,24 @@ def test_dbt_models_are_not_retried():
 def test_the_nightly_job_adds_no_blanket_retry():
     # A job-wide op_retry_policy would retry dbt too.
     assert defs.resolve_job_def("nightly").op_retry_policy is None
+
+
+def test_a_load_that_fails_for_a_missing_setting_is_not_retried(tmp_path, monkeypatch):
+    """A retry cannot supply a setting (nor make a vendor accept a key it refused): the step
+    fails at once, naming the setting, instead of trying twice more minutes later."""
+    from orchestration.defs.ingestion.assets import vendor_loads
+    from orchestration.resources import WarehouseResource
+
+    for name in ("SOURCES__HUBSPOT__ACCESS_TOKEN", "SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no project secrets file to find the token in
+    result = dg.materialize(
+        [vendor_loads],
+        selection=[dg.AssetKey(["raw_hubspot", "contacts"])],
+        resources={"warehouse": WarehouseResource(data_dir=str(tmp_path))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "ACCESS_TOKEN" in failure.event_specific_data.user_failure_data.description
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]

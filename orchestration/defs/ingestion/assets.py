@@ -16,10 +16,12 @@ from pathlib import Path
 import dagster as dg
 from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 
 from ingestion.common.erasure import drop_tombstoned, read_tombstone
+from ingestion.common.errors import CredentialRejected
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.concurrent import VendorLoad, load_concurrently
 from ingestion.hubspot import hubspot_source
@@ -145,6 +147,8 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     # cannot open in a process that holds a read-write one.
     tombstone = read_tombstone(warehouse.path)
     failed: dict[str, str] = {}
+    # Vendors whose settings are wrong (a missing setting, a rejected key): a retry fails the same.
+    misconfigured: set[str] = set()
     jobs = []
     for source in SOURCES:
         if source.vendor not in wanted:
@@ -155,6 +159,8 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             dlt_source = source.factory()
         except Exception as error:
             failed[source.vendor] = _failure(context, source.vendor, "setting up", error)
+            if _is_settings_error(error):
+                misconfigured.add(source.vendor)
             continue
         if context.is_subset:
             dlt_source = dlt_source.with_resources(*wanted[source.vendor])
@@ -166,6 +172,8 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         for job in load_concurrently(jobs):
             if job.error is not None:
                 failed[job.vendor] = _failure(context, job.vendor, job.failed_while, job.error)
+                if _is_settings_error(job.error):
+                    misconfigured.add(job.vendor)
                 continue
             rows = sum(job.row_counts.values())
             context.log.info(
@@ -192,7 +200,22 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         raise dg.Failure(
             description="; ".join(f"{vendor} {reason}" for vendor, reason in failed.items()),
             metadata={"failed_vendors": dg.MetadataValue.json(failed)},
+            # Retried only when a retry can help: not a missing setting or a rejected key,
+            # which would only be sent to the vendor again.
+            allow_retries=not misconfigured.issuperset(failed),
         )
+
+
+def _is_settings_error(error: BaseException | None) -> bool:
+    """Whether `error` (or what it wraps: dlt wraps a source's errors) is a missing setting or
+    a credential the vendor refused."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigFieldMissingException | CredentialRejected):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _failure(context: dg.AssetExecutionContext, vendor: str, doing: str, error: BaseException) -> str:
