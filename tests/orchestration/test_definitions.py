@@ -169,6 +169,16 @@ def test_every_warehouse_writer_is_in_the_single_writer_pool():
         assert graph.get(key).pools == {WAREHOUSE_POOL}, key
 
 
+def test_every_check_that_reads_the_warehouse_waits_for_its_writer():
+    # A reader while dlt writes makes the load fail; a run started from a shell skips the run
+    # queue, so the pool is what keeps a check from opening the file mid-load.
+    repo = defs.get_repository_def()
+    definitions = set(repo.assets_defs_by_key.values()) | set(repo.asset_checks_defs_by_key.values())
+    pools = {check: d.node_def.pool for d in definitions for check in d.check_keys}
+    assert len(pools) > 100
+    assert {k.name for k, pool in pools.items() if pool != WAREHOUSE_POOL} == set()
+
+
 def test_over_merge_checks_guard_the_identity_map_and_block():
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.to_user_string(), k.name): graph.get_check_spec(k) for k in graph.asset_check_keys}

@@ -8,7 +8,7 @@ the check's metadata says which customers or changes tripped it.
 import dagster as dg
 import duckdb
 
-from orchestration.resources import WarehouseResource
+from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
 
 CUSTOMER_IDENTIFIERS = dg.AssetKey(["marts", "customer_identifiers"])
 
@@ -32,6 +32,8 @@ def _query(warehouse: WarehouseResource, sql: str) -> list[tuple]:
 @dg.asset_check(
     asset=CUSTOMER_IDENTIFIERS,
     blocking=True,
+    # It reads the warehouse: a reader while dlt writes makes the load fail.
+    pool=WAREHOUSE_POOL,
     description="No customer holds more person identifiers (emails, phones, accounts) than one person has.",
 )
 def customers_within_size_limit(
@@ -62,6 +64,8 @@ def customers_within_size_limit(
 @dg.asset_check(
     asset=CUSTOMER_IDENTIFIERS,
     blocking=True,
+    # It reads the warehouse: a reader while dlt writes makes the load fail.
+    pool=WAREHOUSE_POOL,
     description="Few known identifiers change customer in one run; a jump means a new link glued people together.",
 )
 def no_sudden_identity_jump(
