@@ -61,6 +61,11 @@ class Outcome:
     error: str | None = None
 
 
+def email_key(email: str) -> str:
+    """An address as the email platforms match it: case and surrounding spaces do not count."""
+    return email.strip().lower()
+
+
 class Destination(Protocol):
     name: str  # "klaviyo" or "mailchimp": the ledger's `destination`
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import duckdb
 
-from activation.destinations.base import Destination
+from activation.destinations.base import Destination, email_key
 from ingestion.common.erasure import TOMBSTONE_SCHEMA
 
 TABLE = f"{TOMBSTONE_SCHEMA}.platform_erasures_pending"
@@ -58,18 +58,14 @@ def ask_to_erase(destination: Destination, emails: list[str]) -> tuple[dict[str,
     for outcome in outcomes:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         if outcome.status == "rejected":
-            why[_key(outcome.email)] = outcome.error or outcome.status
-    answered = {_key(o.email) for o in outcomes}
+            why[email_key(outcome.email)] = outcome.error or outcome.status
+    answered = {email_key(o.email) for o in outcomes}
     why.update((key, "no answer for this address") for key in _keys(emails) if key not in answered)
     return counts, why
 
 
-def _key(email: str) -> str:
-    return email.strip().lower()
-
-
 def _keys(emails: Iterable[str]) -> list[str]:
-    return [_key(e) for e in emails]
+    return [email_key(e) for e in emails]
 
 
 def ensure(con: duckdb.DuckDBPyConnection) -> None:
@@ -80,7 +76,7 @@ def remember(con: duckdb.DuckDBPyConnection, failures: Iterable[Failure]) -> Non
     """Keep these deletions for the next run (a second failure of an address counts an attempt)."""
     now = datetime.now(tz=UTC)
     # One row per platform and address (a person's addresses differ only in case, at times).
-    by_key = {(d, _key(e)): (request_id, error) for d, e, request_id, error in failures}
+    by_key = {(d, email_key(e)): (request_id, error) for d, e, request_id, error in failures}
     rows = [[d, e, request_id, error, now] for (d, e), (request_id, error) in by_key.items()]
     if not rows:
         return

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from activation.destinations.base import Audience, Member, Outcome
+from activation.destinations.base import Audience, Member, Outcome, email_key
 from activation.destinations.klaviyo import payloads, tiers
 from activation.destinations.klaviyo.client import KlaviyoClient, error_detail, error_pointer
 from activation.destinations.pacing import Window
@@ -253,11 +253,11 @@ class KlaviyoDestination:
         if attributes.get("failed_count"):
             # An import error names its profile by `original_payload` (the profile as sent);
             # a pointer with the profile's place in the job is used only when that is missing.
-            row_of = {_email_key(emails[i]): rows[i] for i in kept}
+            row_of = {email_key(emails[i]): rows[i] for i in kept}
             unplaced = 0
             for index, email, detail in self._import_errors(job["id"]):
-                if email is not None and _email_key(email) in row_of:
-                    errors[row_of[_email_key(email)]] = detail
+                if email is not None and email_key(email) in row_of:
+                    errors[row_of[email_key(email)]] = detail
                 elif index is not None and index < len(kept):
                     errors[rows[kept[index]]] = detail
                 else:
@@ -426,11 +426,6 @@ class KlaviyoDestination:
                 "klaviyo", request.method or "GET", request.url or what, response.status_code, 1, error_detail(response)
             )
         return response
-
-
-def _email_key(email: str) -> str:
-    """An address as Klaviyo matches it: case and surrounding spaces do not count."""
-    return email.strip().lower()
 
 
 def _payload_email(payload: Any) -> str | None:

@@ -35,7 +35,7 @@ from typing import Any
 
 import requests
 
-from activation.destinations.base import Audience, Member, Outcome
+from activation.destinations.base import Audience, Member, Outcome, email_key
 from activation.destinations.mailchimp.http import (
     DEFAULT_MAX_CONNECTIONS,
     MailchimpApi,
@@ -65,10 +65,6 @@ def _why_skipped(status: str) -> str:
         "archived": "archived in Mailchimp (no longer a member)",
     }
     return f"{reasons.get(status, f'{status} in Mailchimp')}: only subscribed members are tagged"
-
-
-def _email_key(email: str) -> str:
-    return email.strip().lower()
 
 
 class MailchimpDestination:
@@ -123,7 +119,7 @@ class MailchimpDestination:
     def upsert(self, audience: Audience, members: Sequence[Member]) -> list[Outcome]:
         """Tag every subscribed member and set their merge fields; skip everyone else."""
         tag = _tag_of(audience)
-        wanted = {_email_key(m.email): m for m in members}  # the last entry of an address wins
+        wanted = {email_key(m.email): m for m in members}  # the last entry of an address wins
         states = self._directory.lookup(wanted)
         results: dict[str, Outcome] = {}
         eligible: list[tuple[Member, MemberState]] = []
@@ -142,39 +138,39 @@ class MailchimpDestination:
                 changes, self._api.parallel(self._patch_merge_fields, changes), strict=True
             ):
                 if outcome is not None:
-                    results[_email_key(member.email)] = outcome
-        to_tag = [m for m, s in eligible if _email_key(m.email) not in results and tag not in s.tags]
+                    results[email_key(member.email)] = outcome
+        to_tag = [m for m, s in eligible if email_key(m.email) not in results and tag not in s.tags]
         if to_tag:
             results.update(self._segment_batch(tag, "members_to_add", to_tag))
         for member, _ in eligible:
-            results.setdefault(_email_key(member.email), Outcome(member.email, "ok"))
-        return [_as_given(results[_email_key(m.email)], m.email) for m in members]
+            results.setdefault(email_key(member.email), Outcome(member.email, "ok"))
+        return [_as_given(results[email_key(m.email)], m.email) for m in members]
 
     def remove(self, audience: Audience, members: Sequence[Member]) -> list[Outcome]:
         """Take the tag off; members without it (or not on the audience) are already done."""
         tag = _tag_of(audience)
-        wanted = {_email_key(m.email): m for m in members}
+        wanted = {email_key(m.email): m for m in members}
         states = self._directory.lookup(wanted)
         tagged = [m for key, m in wanted.items() if tag in getattr(states.get(subscriber_hash(key)), "tags", ())]
         results = self._segment_batch(tag, "members_to_remove", tagged) if tagged else {}
-        return [_as_given(results.get(_email_key(m.email), Outcome(m.email, "ok")), m.email) for m in members]
+        return [_as_given(results.get(email_key(m.email), Outcome(m.email, "ok")), m.email) for m in members]
 
     def suppress(self, emails: Sequence[str]) -> list[Outcome]:
         """Set members who are subscribed (or pending confirmation) to unsubscribed; nobody else
         is touched, and unknown addresses are ok."""
-        keys = list(dict.fromkeys(_email_key(e) for e in emails))
+        keys = list(dict.fromkeys(email_key(e) for e in emails))
         states = self._directory.lookup(keys)
         targets = [
             k for k in keys if getattr(states.get(subscriber_hash(k)), "status", None) in ("subscribed", "pending")
         ]
         done = self._unsubscribe_batch(targets) if targets else {}
-        return [_as_given(done.get(_email_key(e), Outcome(e, "ok")), e) for e in emails]
+        return [_as_given(done.get(email_key(e), Outcome(e, "ok")), e) for e in emails]
 
     def erase(self, emails: Sequence[str]) -> list[Outcome]:
         """Permanently delete each address from the audience (unknown addresses are ok)."""
-        keys = list(dict.fromkeys(_email_key(e) for e in emails))
+        keys = list(dict.fromkeys(email_key(e) for e in emails))
         done = dict(zip(keys, self._api.parallel(self._delete_permanently, keys), strict=True))
-        return [_as_given(done[_email_key(e)], e) for e in emails]
+        return [_as_given(done[email_key(e)], e) for e in emails]
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -217,7 +213,7 @@ class MailchimpDestination:
         Mailchimp reported in `errors` (rejected) and the rest (ok)."""
         segment_id = self._segment_id(tag, create=action == "members_to_add")
         if segment_id is None:  # no such tag on the audience: nobody holds it
-            return {_email_key(m.email): Outcome(m.email, "ok") for m in members}
+            return {email_key(m.email): Outcome(m.email, "ok") for m in members}
         return self._in_batches(
             f"/lists/{self.list_id}/segments/{segment_id}",
             [m.email for m in members],
@@ -241,14 +237,14 @@ class MailchimpDestination:
             try:
                 response = self._api.call("POST", path, json=body(chunk))
             except RequestFailed as exc:
-                return {_email_key(e): Outcome(e, "rejected", str(exc)) for e in chunk}
+                return {email_key(e): Outcome(e, "rejected", str(exc)) for e in chunk}
             if response.status_code >= 400:
                 why = problem_text(response)
-                return {_email_key(e): Outcome(e, "rejected", why) for e in chunk}
-            results = {_email_key(e): Outcome(e, "ok") for e in chunk}
+                return {email_key(e): Outcome(e, "rejected", why) for e in chunk}
+            results = {email_key(e): Outcome(e, "ok") for e in chunk}
             for error in response.json().get("errors") or []:
                 for email in refused(error):
-                    results[_email_key(email)] = Outcome(email, "rejected", error.get("error") or "rejected")
+                    results[email_key(email)] = Outcome(email, "rejected", error.get("error") or "rejected")
             return results
 
         merged: dict[str, Outcome] = {}
