@@ -9,7 +9,6 @@ so a client that polls sees the job finish on its first poll.
 from __future__ import annotations
 
 import json
-import re
 import threading
 from datetime import timedelta
 from typing import Any
@@ -93,9 +92,11 @@ def _job_resource(ctx: Ctx, job_id: str, job: dict[str, Any], *, queued: bool = 
     }
 
 
-def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
-    """Profile `i` of a job checked on its own; raises KlaviyoError with the job pointer."""
-    pointer = f"/data/attributes/profiles/data/{i}"
+def _validate(ctx: Ctx, item: Any) -> Upsert:
+    """A profile of a job checked on its own; raises KlaviyoError pointing into the profile,
+    which the import error's `original_payload` carries, not into the job: the reference's
+    pointer defaults to `/data` and promises no place in the job (so `/data/attributes/email`)."""
+    pointer = "/data"
     if not isinstance(item, dict) or item.get("type") != "profile":
         raise invalid("Each profile must be a resource object of type 'profile'.", pointer=f"{pointer}/type")
     if len(orjson.dumps(item)) > MAX_PROFILE_BYTES:
@@ -103,17 +104,6 @@ def _validate(ctx: Ctx, i: int, item: Any) -> Upsert:
     attributes = validate_attributes(item.get("attributes") or {}, f"{pointer}/attributes")
     check_reject_fault(ctx, attributes, f"{pointer}/attributes")
     return Upsert(attributes, item.get("id"), f"{pointer}/attributes")
-
-
-_JOB_PROFILE = re.compile(r"^/data/attributes/profiles/data/\d+")
-
-
-def _profile_pointer(pointer: str | None) -> str:
-    """An import error points into the profile it names, which `original_payload` carries, not
-    into the job: the reference's pointer defaults to `/data`, and nothing in it promises the
-    profile's place in the job. So `/data/attributes/profiles/data/3/attributes/email` is served
-    as `/data/attributes/email`."""
-    return _JOB_PROFILE.sub("/data", pointer or "/data", count=1)
 
 
 def create_bulk_import_job(ctx: Ctx) -> Response:
@@ -151,7 +141,7 @@ def _bulk_import_job(ctx: Ctx) -> Response:
         if not i % _STEP:
             EVENTS_FIRST.give_way()
         try:
-            outcomes.append(_validate(ctx, i, item))
+            outcomes.append(_validate(ctx, item))
         except KlaviyoError as exc:
             outcomes.append(exc)
     valid = [o for o in outcomes if isinstance(o, Upsert)]
@@ -171,7 +161,7 @@ def _bulk_import_job(ctx: Ctx) -> Response:
                 {
                     "code": result.code,
                     "detail": result.detail,
-                    "pointer": _profile_pointer(result.source.get("pointer")),
+                    "pointer": result.source.get("pointer"),
                     "original_payload": attributes if isinstance(attributes, dict) else {},
                 }
             )
