@@ -8,6 +8,7 @@ from dagster_dbt import DbtCliResource
 
 from orchestration.defs.activation.pushes import push_assets
 from orchestration.defs.ingestion.assets import vendor_loads
+from orchestration.defs.privacy.after_failed_night import erasure_after_failed_night, erasure_job
 from orchestration.defs.privacy.erasure import erased_identifiers
 from orchestration.defs.quality.gates import quality_gate_checks
 from orchestration.defs.quality.identity import IdentityGuardrails, identity_checks
@@ -21,9 +22,9 @@ from orchestration.resources import WarehouseResource
 defs = dg.Definitions(
     assets=[vendor_loads, erased_identifiers, dbt_models, analysts_copy, *push_assets, run_report],
     asset_checks=[*identity_checks, *quality_gate_checks],
-    jobs=[nightly_job],
+    jobs=[nightly_job, erasure_job],
     schedules=[nightly_schedule],
-    sensors=[run_failure_alert],
+    sensors=[run_failure_alert, erasure_after_failed_night],
     resources={
         # dbt from this Python environment, so the UI works without an activated venv.
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=str(Path(sys.executable).parent / "dbt")),
