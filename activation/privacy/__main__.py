@@ -42,8 +42,16 @@ def _data_folder(warehouse: Path | None) -> Path:
 
 
 def _erase(args: argparse.Namespace) -> int:
+    from activation.privacy.destinations import DestinationUnavailable
     from activation.privacy.erase import ErasureRequest, erase_requests
 
+    try:
+        destinations = _destinations(args.destinations)
+    except DestinationUnavailable as exc:
+        # Before anything is erased: erasing here but not at the platform asked for would leave
+        # the person at the platform with no record that a deletion is owed there.
+        print(f"error: {exc}; nothing was erased", file=sys.stderr)
+        return 2
     root = _data_folder(args.warehouse)
     request = ErasureRequest(
         request_id=args.request_id or f"cli_{uuid.uuid4().hex[:12]}",
@@ -54,7 +62,7 @@ def _erase(args: argparse.Namespace) -> int:
     batch = erase_requests(
         args.warehouse or root / "warehouse.duckdb",
         [request],
-        destinations=_destinations(args.destinations),
+        destinations=destinations,
         pipelines_dir=root / "dlt",
         analysts_copy=root / "analysts.duckdb",
         progress=print,

@@ -23,8 +23,11 @@ def configured_destinations(names: Sequence[str]) -> list[Destination]:
 
     try:
         return list(destinations_from_env(names).values())
-    except Exception as exc:  # a missing setting: say which platform and why
-        raise DestinationUnavailable(f"{', '.join(names)}: {exc}") from None
+    except Exception as exc:  # a missing setting: say which platform and why, once
+        message = str(exc)
+        if not message.startswith(tuple(f"{name}:" for name in names)):
+            message = f"{', '.join(names)}: {message}"
+        raise DestinationUnavailable(message) from None
 
 
 def available_destinations() -> tuple[list[Destination], dict[str, str]]:
@@ -34,5 +37,5 @@ def available_destinations() -> tuple[list[Destination], dict[str, str]]:
         try:
             built.extend(configured_destinations([name]))
         except DestinationUnavailable as exc:
-            missing[name] = str(exc)
+            missing[name] = str(exc).removeprefix(f"{name}: ")  # keyed by the platform already
     return built, missing

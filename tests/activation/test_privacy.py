@@ -453,3 +453,15 @@ def test_access_export_of_an_erased_person_holds_nothing(night, tmp_path):
         == 0
     )
     assert json.loads(out.read_text())["tables"] == {}
+
+
+def test_erase_by_hand_with_an_unconfigured_platform_erases_nothing_and_says_what_to_set(tmp_path, monkeypatch, capsys):
+    for name in ("ACTIVATION__KLAVIYO__API_KEY", "SOURCES__KLAVIYO__API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no secrets file to find a key in
+    warehouse = tmp_path / "warehouse.duckdb"
+    args = ["erase", "--warehouse", str(warehouse), "--email", "jane@example.com", "--destinations", "klaviyo"]
+    assert privacy_cli(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: klaviyo: set ACTIVATION__KLAVIYO__API_KEY") and "nothing was erased" in error
+    assert not warehouse.exists()
