@@ -1,5 +1,6 @@
 """The dbt project as Dagster assets: staging, intermediate and marts."""
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.core import dbt_cli_event
 
 from orchestration.defs.schedules import run_logical_now
 from orchestration.paths import DBT_PROJECT_DIR
@@ -32,6 +34,23 @@ class TesseraDbtTranslator(DagsterDbtTranslator):
             table = dbt_resource_props["name"].split("__")[0]
             return dg.AssetKey([dbt_resource_props["schema"], table])
         return super().get_asset_key(dbt_resource_props)
+
+
+class _SourceTestsAreObservations(logging.Filter):
+    """dbt's tests of the raw tables (`source_unique_...`, `source_not_null_...`) run with every
+    build and are recorded on the raw assets as observations; the raw assets' blocking checks are
+    the expectations in `defs/quality`. dagster-dbt warns about each one, every night ("likely
+    executed due to dbt indirect selection", which is not why), burying the warnings that matter.
+    Making them asset checks instead put the raw assets' checks in this step and made Dagster
+    run dbt three times a night."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(
+            "Logging an `AssetObservation` instead of an `AssetCheckResult` for dbt test `source_"
+        )
+
+
+dbt_cli_event.logger.addFilter(_SourceTestsAreObservations())
 
 
 def _manifest_path():
