@@ -4,8 +4,9 @@ A row is the person's when one of its person columns (`ingestion.common.erasure.
 emails, phones, the vendors' person ids, `customer_id`) holds one of their identifiers, when a
 checkout column holds the token of one of their checkouts (a storefront event of it on a shared
 device), when it links a record to them (a HubSpot deal's association to their contact), when a
-JSON or free-text payload column mentions one of their emails or names one of their checkouts
-(a quarantined record, a ledger payload), or, in the
+JSON or free-text payload column mentions one of their emails (the whole address) or names one
+of their checkouts (a quarantined record, a ledger payload), when a quarantined record names them
+by any identifier in a person field (read by field name, as the loaders read records), or, in the
 identity models, when an identity node (`email:<value>`) is theirs, and then every row of the
 identity records (`record_id`) those rows belong to. A dlt child row (an order's
 line items, a member's tags) belongs to its parent: it goes with the rows
@@ -35,18 +36,24 @@ from ingestion.common.erasure import (
     RAW_LINKS_KEY,
     RAW_LINKS_MARK,
     TOMBSTONE_SCHEMA,
+    checkout_key,
     identifier_hash,
     is_checkout_column,
     is_person_column,
     link_key,
     normalize_identifier,
     person_links,
+    record_keys,
     without_erased_links,
 )
+from ingestion.common.quarantine import QUARANTINE_TABLE
 
 UNTOUCHED_SCHEMAS = frozenset({TOMBSTONE_SCHEMA, "seeds", "information_schema", "pg_catalog"})
 # Free-text or JSON columns that may carry a whole record: searched for the person's emails.
 PAYLOAD_COLUMNS = frozenset({"record", "payload", "properties", "event_properties", "other_properties"})
+# After an address in text: the end, or a character no address goes on with (a `.` only if
+# no label follows it, as at the end of a sentence).
+EMAIL_END = r"($|[^a-z0-9._-]|\.($|[^a-z0-9]))"
 # Identity-model columns holding `kind:value` nodes.
 NODE_COLUMNS = frozenset({"node", "id_key", "link"})
 # An identity record (`<record_type>:<key>`): a row of one is the person's when any row of it is.
@@ -111,7 +118,10 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             # that can hold an email, and lowering the text once per row, not once per pair,
             # makes it 14 times faster (a ledger's payloads all hold one).
             payloads = f"SELECT {keys}, lower({text}) AS text FROM {source} WHERE contains({text}, '@')"
-            found = "JOIN _people_emails p ON contains(t.text, p.v)"
+            # The whole address, not a part of another: `en@example.com` is in `ben@example.com`
+            # (and `ben@example.co` in `ben@example.com`), and neither is Ben.
+            whole = f"regexp_matches(t.text, '(^|[^a-z0-9._%+-])' || regexp_escape(p.v) || '{EMAIL_END}')"
+            found = f"JOIN _people_emails p ON contains(t.text, p.v) AND {whole}"
             parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
             # A payload naming one of their checkouts (a quarantined storefront event), as the
             # value of a checkout field: spaces dropped, `"checkout_id":"<token>"`.
@@ -225,6 +235,42 @@ def _candidate_tables(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str
         yield schema, table, columns(con, schema, table)
 
 
+def _mark_quarantined(con: duckdb.DuckDBPyConnection) -> None:
+    """Add to `_people_rows` each quarantined record whose person fields name a loaded person
+    by any identifier (an id, a device; not only an email, which the payload match finds), or
+    one of their checkouts. Read in Python with the loaders' own rule (`record_keys`): by field
+    name, JSON or not. Quarantine tables hold the few records that failed their rules."""
+    owners: dict[str, set[int]] = {}
+    for k, value in con.execute("SELECT k, v FROM _people_values").fetchall():
+        owners.setdefault(identifier_hash(value), set()).add(k)
+    for k, token in con.execute("SELECT k, v FROM _people_checkouts").fetchall():
+        owners.setdefault(checkout_key(token), set()).add(k)
+    if not owners:
+        return
+    for schema, table in tables(con, "raw_%"):
+        names = {name for name, _ in columns(con, schema, table)}
+        if table != QUARANTINE_TABLE or "record" not in names:
+            continue
+        resource = "resource" if "resource" in names else "NULL"
+        found = [
+            (k, rid)
+            for rid, record, resource_name in con.execute(
+                f'SELECT rowid, CAST(record AS VARCHAR), {resource} FROM "{schema}"."{table}" WHERE record IS NOT NULL'
+            ).fetchall()
+            for key in record_keys(record, resource_name)
+            for k in owners.get(key, ())
+        ]
+        if found:
+            ks, rids = zip(*sorted(set(found)), strict=True)
+            con.execute(
+                "INSERT INTO _people_rows SELECT $schema, $table, f.k, f.rid, NULL "
+                "FROM (SELECT unnest($ks::INTEGER[]) AS k, unnest($rids::BIGINT[]) AS rid) AS f "
+                "WHERE NOT EXISTS (SELECT 1 FROM _people_rows AS o "
+                "WHERE o.schema_name = $schema AND o.table_name = $table AND o.k = f.k AND o.rid = f.rid)",
+                {"schema": schema, "table": table, "ks": list(ks), "rids": list(rids)},
+            )
+
+
 def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """`_people_rows (schema_name, table_name, k, rid, dlt_id)`: every row of each loaded person,
     with the dlt children of their rows; returns the tables that have any."""
@@ -244,6 +290,7 @@ def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
             lineage.append((schema, table, links))
         if RECORD_COLUMN in {name for name, _ in table_columns} and not schema.startswith("raw_"):
             record_tables.append((schema, table))
+    _mark_quarantined(con)
     _mark_whole_records(con, record_tables)
     # Children of children: two passes reach grandchildren (a root id reaches them at once).
     for _ in range(2):

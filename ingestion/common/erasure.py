@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -119,13 +120,18 @@ def is_person_field(path: tuple[str, ...], resource: str | None = None) -> bool:
     split on `__`) holds a person's identifier."""
     if not path:
         return False
-    last = path[-1].lower()
+    # Mixpanel's reserved properties carry a `$` (`$device_id`, `$user_id`).
+    names = [name.lower().lstrip("$") for name in path]
+    last = names[-1]
     if last in PERSON_FIELDS:
         return True
     if last == "id":
-        if len(path) >= 2:
-            return path[-2].lower() in PERSON_PARENTS
-        return resource in PERSON_RESOURCES
+        if len(names) >= 2 and names[-2] in PERSON_PARENTS:
+            return True
+        # JSON:API's form of a link, as Klaviyo serves it: `relationships.profile.data.id`.
+        if len(names) >= 3 and names[-2] == "data" and names[-3] in PERSON_PARENTS:
+            return True
+        return len(names) == 1 and resource in PERSON_RESOURCES
     return False
 
 
@@ -171,25 +177,49 @@ def read_processed_requests(warehouse: Path) -> frozenset[str]:
     return frozenset(r for (r,) in _privacy_rows(warehouse, ERASURE_LOG_TABLE, "request_id"))
 
 
+# A `"key": value` pair in text that is not JSON (a quarantined line cut off mid-record).
+_TEXT_PAIR = re.compile(r'"([^"\\]{1,64})"\s*:\s*(?:"((?:[^"\\]|\\.){1,256})"|(-?\d{1,30}))')
+# Mixpanel's distinct id of an anonymous visitor: its device id, prefixed.
+_DEVICE_PREFIX = "$device:"
+
+
+def _field_keys(path: tuple[str, ...], value: Any, resource: str | None) -> Iterator[str]:
+    """The tombstone keys of one field's value: its hash if it names a person (and the device's,
+    for Mixpanel's `$device:<id>`), `checkout:<hash>` if it names a checkout."""
+    if is_person_field(path, resource):
+        yield identifier_hash(value)
+        if isinstance(value, str) and value.lower().startswith(_DEVICE_PREFIX):
+            yield identifier_hash(value[len(_DEVICE_PREFIX) :])
+    elif path and is_checkout_column(path[-1]):
+        yield checkout_key(value)
+
+
+def record_keys(text: str, resource: str | None = None) -> set[str]:
+    """The tombstone keys of every person and checkout field of a record kept as text (a
+    quarantine row's `record`): walked as JSON, or, when it is not JSON (a line cut off, a
+    broken quote), read field by field from its `"key": value` pairs."""
+    try:
+        return set(_leaf_values(json.loads(text), (), resource))
+    except ValueError:
+        keys: set[str] = set()
+        for key, quoted, number in _TEXT_PAIR.findall(text):
+            keys.update(_field_keys((key,), quoted or number, resource))
+        return keys
+
+
 def _leaf_values(value: Any, path: tuple[str, ...], resource: str | None) -> Iterable[str]:
     """The tombstone key of each person field's value anywhere in a record (its hash, or
-    `checkout:<hash>` for a checkout token); JSON text (a quarantined record) is read too."""
+    `checkout:<hash>` for a checkout token); a quarantined record's text is read too."""
     if isinstance(value, dict):
         for key, child in value.items():
             yield from _leaf_values(child, (*path, str(key)), resource)
     elif isinstance(value, list):
         for child in value:
             yield from _leaf_values(child, path, resource)
-    elif isinstance(value, str) and value[:1] in "{[" and path and path[-1] == "record":
-        try:
-            yield from _leaf_values(json.loads(value), (), resource)
-        except ValueError:
-            return
+    elif isinstance(value, str) and path and path[-1] == "record":
+        yield from record_keys(value, resource)
     elif value is not None and not isinstance(value, bool):
-        if is_person_field(path, resource):
-            yield identifier_hash(value)
-        elif path and is_checkout_column(path[-1]):
-            yield checkout_key(value)
+        yield from _field_keys(path, value, resource)
 
 
 def _is_erased_link(item: Any, tombstone: frozenset[str]) -> bool:

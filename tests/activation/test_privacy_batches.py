@@ -542,3 +542,52 @@ def test_his_checkouts_are_matched_as_checkouts_only(tmp_path):
     assert checkout_key("tok_b") in tombstone and checkout_key("tok_d") not in tombstone
     # Only as a checkout: a person field holding the token's text is not dropped at load.
     assert identifier_hash("tok_b") not in tombstone
+
+
+def test_quarantined_records_naming_the_person_by_id_or_device_go_and_others_stay(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+
+    def view(device: str) -> dict:
+        return {"event": "view", "properties": {"distinct_id": f"$device:{device}", "$device_id": device}}
+
+    anonymous_on_her_phone, on_the_family_laptop = view("dev_ana"), view("dev_home")
+    her_login = {"event": "login", "properties": {"distinct_id": "101", "$user_id": "101", "time": "soon"}}
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE TABLE raw_mixpanel.quarantine (resource VARCHAR, reason VARCHAR, record VARCHAR)")
+        for record in (anonymous_on_her_phone, her_login, on_the_family_laptop):
+            con.execute("INSERT INTO raw_mixpanel.quarantine VALUES ('events', 'bad time', ?)", [json.dumps(record)])
+        # A line cut off mid-record is no JSON, and still names her.
+        con.execute(
+            "INSERT INTO raw_mixpanel.quarantine VALUES ('events', 'not JSON', ?)",
+            ['{"event": "add_to_cart", "properties": {"$user_id": "101", "$device_id": "dev_a'],
+        )
+    (ana,) = erase_requests(warehouse, _requests(warehouse)[:1]).requests
+    assert ana.rows_deleted["raw_mixpanel.quarantine"] == 3
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        left = _rows(con, "SELECT record FROM raw_mixpanel.quarantine")
+    assert [json.loads(r) for r in left] == [on_the_family_laptop]  # not hers alone
+
+
+def test_an_address_inside_another_is_not_that_person(tmp_path):
+    """`en@example.com` is a part of `ben@example.com`: neither an access request nor an erasure
+    for it may take Ben's quarantined order or ledger rows."""
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("CREATE SCHEMA activation")
+        con.execute("CREATE TABLE activation.sync_ledger (audience VARCHAR, email VARCHAR, payload JSON)")
+        con.execute(
+            "INSERT INTO activation.sync_ledger VALUES ('a', ?, ?), ('a', 'en@example.com.au', ?)",
+            [BEN, json.dumps({"email": BEN}), json.dumps({"note": "write to en@example.com.au."})],
+        )
+        con.execute(
+            "INSERT INTO activation.sync_ledger VALUES ('b', NULL, ?)",
+            [json.dumps({"note": "Reply from en@example.com. Thanks"})],
+        )
+    export = build_export(warehouse, "en@example.com")
+    assert "raw_shopify.quarantine" not in export["tables"]
+    assert [r["audience"] for r in export["tables"]["activation.sync_ledger"]] == ["b"]
+    (request,) = erase_requests(warehouse, [ErasureRequest("r_en", "en@example.com")]).requests
+    assert request.rows_deleted == {"activation.sync_ledger": 1}
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert _rows(con, "SELECT audience FROM activation.sync_ledger ORDER BY 1") == ["a", "a"]
+        assert len(_rows(con, "SELECT record FROM raw_shopify.quarantine")) == 2

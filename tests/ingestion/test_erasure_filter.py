@@ -97,3 +97,22 @@ def test_events_of_an_erased_persons_checkout_are_dropped_on_any_device():
     line_item = {"checkout_id": 3100, "sku": "s1"}
     assert ErasureFilter(tombstone, "abandoned_checkouts")([line_item]) == [line_item]
     assert step(pa.table({"checkout_id": [3100]})).num_rows == 1
+
+
+def test_quarantined_records_naming_an_erased_person_by_id_or_device_are_dropped():
+    # Ana's device and her storefront customer id (Mixpanel's `$user_id`), and her Klaviyo profile.
+    tombstone = frozenset({identifier_hash("dev_ana"), identifier_hash("101"), identifier_hash("01KANA")})
+    events = ErasureFilter(tombstone, "events")
+
+    def quarantined(record):
+        return {"resource": "events", "reason": "bad time", "record": record}
+
+    anonymous = {"event": "view", "properties": {"distinct_id": "$device:dev_ana", "time": "x"}}
+    login = {"event": "login", "properties": {"$user_id": "101", "$device_id": "dev_home"}}
+    klaviyo = {"type": "event", "relationships": {"profile": {"data": {"type": "profile", "id": "01KANA"}}}}
+    cut_off = '{"event": "add_to_cart", "properties": {"$user_id": "101", "$device_id": "dev_a'
+    someone_else = {"event": "view", "properties": {"distinct_id": "$device:dev_cal", "quantity": 101}}
+    page = [quarantined(json.dumps(r)) for r in (anonymous, login, klaviyo, someone_else)] + [quarantined(cut_off)]
+    assert events(page) == [page[3]]
+    # The same rules for records that load: Klaviyo's JSON:API link names the profile.
+    assert events([klaviyo, someone_else]) == [someone_else]
