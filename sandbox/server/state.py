@@ -258,6 +258,7 @@ class DestinationStore:
         self._unwritten: Counter[tuple[str, str]] = Counter()  # (vendor, kind) -> writes not yet in the file
         self._writer: threading.Thread | None = None
         self._writer_error: BaseException | None = None
+        self._closing = False  # set by close(): the writer exits as soon as nothing is pending
         self._generations: dict[tuple[str, str], int] = {}
         self._generations_lock = threading.Lock()
         with self._write_lock:
@@ -314,7 +315,7 @@ class DestinationStore:
     def _write_pending(self) -> None:
         while True:
             with self._pending_cond:
-                if not self._pending:
+                if not self._pending and not self._closing:
                     self._pending_cond.wait(timeout=_WRITER_IDLE_SECONDS)
                 if not self._pending:  # idle: exit rather than outlive the server; _enqueue starts another
                     self._writer = None
@@ -552,6 +553,16 @@ class DestinationStore:
     def close(self) -> None:
         """Close every thread's connection; the store reopens lazily if used again."""
         self.settle()
+        # Wake the idle writer so it exits now rather than after _WRITER_IDLE_SECONDS: a daemon
+        # thread still alive at interpreter exit keeps its frames' objects (this store, and
+        # through `now` the whole SandboxState with its DuckDB connection) from ever being freed.
+        with self._pending_cond:
+            writer, self._closing = self._writer, True
+            self._pending_cond.notify_all()
+        if writer is not None and writer is not threading.current_thread():
+            writer.join()
+        with self._pending_cond:
+            self._closing = False
         with self._all_lock:
             for conn in self._all:
                 conn.close()

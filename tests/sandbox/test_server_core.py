@@ -444,6 +444,24 @@ def test_deferred_writes_leave_no_thread_or_connection_behind(world: Path, monke
     assert len(dest._all) <= 1  # at most this thread's own connection
 
 
+def test_closing_the_store_ends_its_idle_writer_at_once(world: Path) -> None:
+    # A writer thread still waiting when the server exits keeps the store, and through `now`
+    # the state's DuckDB connection, alive at interpreter exit: DuckDB's bindings then print a
+    # wall of "nanobind: leaked instance" lines at the end of the demo.
+    dest = SandboxState(world).destinations
+    dest.write_behind("klaviyo", "profile", [("p1", "{}", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")])
+    dest.settle()
+    writer = dest._writer
+    assert writer is not None and writer.is_alive()  # idle, waiting for more
+    started = time.monotonic()
+    dest.close()
+    assert not writer.is_alive()
+    assert time.monotonic() - started < state_module._WRITER_IDLE_SECONDS / 2
+    dest.write_behind("klaviyo", "profile", [("p2", "{}", "2024-01-01T00:00:00Z", "2024-01-01T00:00:00Z")])
+    dest.settle()
+    assert dest.count("klaviyo", "profile") == 2  # usable again after close
+
+
 def test_every_kind_of_write_moves_that_kinds_generation_and_reads_do_not(world: Path) -> None:
     dest = SandboxState(world).destinations
     seen = [dest.generation("mailchimp", "member")]
