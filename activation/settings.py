@@ -64,11 +64,13 @@ def klaviyo_from_env() -> Destination:
     return KlaviyoDestination(base_url, _require("klaviyo", "API_KEY"))
 
 
-def mailchimp_from_env() -> Destination:
+def mailchimp_from_env(*, to_push: bool = True) -> Destination:
+    """The Mailchimp client; `to_push=False` for one that only erases, which needs no audience
+    id (an erasure reaches every audience of the account holding the address)."""
     from activation.destinations.mailchimp import MailchimpDestination
 
     list_id = _setting("mailchimp", "LIST_ID", sections=("activation",))
-    if not list_id:
+    if not list_id and to_push:
         raise DestinationNotConfigured("mailchimp: set ACTIVATION__MAILCHIMP__LIST_ID, the audience to keep tags on")
     return MailchimpDestination(_setting("mailchimp", "BASE_URL"), _require("mailchimp", "API_KEY"), list_id)
 
@@ -78,3 +80,9 @@ FACTORIES = {"klaviyo": klaviyo_from_env, "mailchimp": mailchimp_from_env}
 
 def destinations_from_env(names: Iterable[str]) -> dict[str, Destination]:
     return {name: FACTORIES[name]() for name in names}
+
+
+def erasers_from_env(names: Iterable[str]) -> dict[str, Destination]:
+    """The clients that erase people at each platform: the push clients, but for Mailchimp
+    without the audience to tag on."""
+    return {name: mailchimp_from_env(to_push=False) if name == "mailchimp" else FACTORIES[name]() for name in names}

@@ -19,10 +19,10 @@ class DestinationUnavailable(RuntimeError):
 
 def configured_destinations(names: Sequence[str]) -> list[Destination]:
     """One `Destination` per platform name; raises `DestinationUnavailable` saying what to set."""
-    from activation.settings import destinations_from_env
+    from activation.settings import erasers_from_env
 
     try:
-        return list(destinations_from_env(names).values())
+        return list(erasers_from_env(names).values())
     except Exception as exc:  # a missing setting: say which platform and why, once
         message = str(exc)
         if not message.startswith(tuple(f"{name}:" for name in names)):

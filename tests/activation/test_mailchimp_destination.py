@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import duckdb
 import pytest
 import requests
 
@@ -21,6 +22,7 @@ from activation.destinations.mailchimp.members import MemberDirectory
 from activation.destinations.mailchimp.merge_fields import choose_tag
 from ingestion.common.errors import CredentialRejected
 from ingestion.common.http import RetryPolicy
+from tests.conftest import running_sandbox
 
 TAG = "abandoned_checkout_24h"
 AUDIENCE = Audience(
@@ -447,6 +449,45 @@ def test_never_more_connections_than_allowed(private_sandbox) -> None:
         assert dest.retries > 0
     assert counters(sandbox)["rate_limited"]["mailchimp"] > 0
     assert all(tagged(sandbox, e) for e in emails)
+
+
+def test_erase_deletes_the_address_from_every_audience_that_holds_it(fresh_world) -> None:
+    """A shop with a second audience (a wholesale list, say): the loaders read both, and the
+    person asked the shop to forget them, so the erasure reaches both, with or without the
+    audience Tessera tags on configured."""
+    store = fresh_world / "store"
+    with duckdb.connect() as con:
+        newsletter, email = con.execute(
+            f"SELECT list_id, email_address FROM '{store}/mailchimp_members.parquet' "
+            "WHERE unsubscribed_at IS NULL AND cleaned_at IS NULL ORDER BY web_id LIMIT 1"
+        ).fetchone()
+        for table, extra in (
+            ("mailchimp_lists", "'wholesale01' AS list_id, web_id + 1 AS web_id"),
+            ("mailchimp_members", "'wholesale01' AS list_id"),
+        ):
+            path = f"{store}/{table}.parquet"
+            rows = f"SELECT * REPLACE ({extra}) FROM '{path}'"
+            if table == "mailchimp_members":
+                rows += f" WHERE email_address = '{email}'"
+            con.execute(f"COPY (SELECT * FROM '{path}' UNION ALL BY NAME {rows}) TO '{path}.new' (FORMAT parquet)")
+            (store / f"{table}.parquet.new").replace(path)
+    with running_sandbox(fresh_world) as sandbox:
+
+        def holds(list_id: str, address: str) -> bool:
+            url = f"{sandbox.vendor_url('mailchimp')}/3.0/lists/{list_id}/members/{md5(address)}"
+            return requests.get(url, auth=("test", api_key(sandbox)), timeout=30).status_code == 200
+
+        assert holds(newsletter, email) and holds("wholesale01", email)
+        with destination(sandbox) as dest:
+            assert [o.status for o in dest.erase([email])] == ["ok"]
+        assert not holds(newsletter, email) and not holds("wholesale01", email)
+
+        # Only erasing: no audience to tag on is needed.
+        other = emails_with_status(sandbox, "subscribed", 1)[0]
+        eraser = MailchimpDestination(f"{sandbox.vendor_url('mailchimp')}/3.0", api_key(sandbox), None, policy=FAST)
+        with eraser:
+            assert [o.status for o in eraser.erase([other, "nobody.here@gmail.com"])] == ["ok", "ok"]
+        assert not holds(newsletter, other)
 
 
 def test_a_wrong_key_raises_the_credential_error_without_the_key(sandbox) -> None:

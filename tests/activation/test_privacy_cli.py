@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from activation.privacy.__main__ import main as privacy_cli
 from orchestration.defs.serving.analysts_copy import publish
@@ -70,3 +72,18 @@ def test_erase_with_warehouse_cleans_that_warehouses_folder_not_the_default_one(
     assert _emails_in_copy(default) == [ANA, BEN]
     with duckdb.connect(str(default / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw_shopify.customers").fetchall() == [(2,)]
+
+
+def test_erasing_at_mailchimp_needs_only_the_key_not_the_audience_to_tag_on(tmp_path, monkeypatch):
+    from activation.privacy.destinations import configured_destinations
+    from activation.settings import DestinationNotConfigured, destinations_from_env
+
+    for name in list(os.environ):
+        if name.startswith(("ACTIVATION__MAILCHIMP__", "SOURCES__MAILCHIMP__")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("SOURCES__MAILCHIMP__API_KEY", "0123456789abcdef0123456789abcdef-us21")
+    monkeypatch.setenv("SOURCES__MAILCHIMP__BASE_URL", "http://mailchimp.test/3.0")
+    with pytest.raises(DestinationNotConfigured, match="ACTIVATION__MAILCHIMP__LIST_ID"):
+        destinations_from_env(["mailchimp"])
+    (eraser,) = configured_destinations(["mailchimp"])
+    assert eraser.name == "mailchimp" and eraser.list_id is None

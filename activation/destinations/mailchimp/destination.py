@@ -20,7 +20,8 @@ Calls, all documented in Mailchimp's Marketing API v3 reference:
   Here the batch is worth its one risk: a first night carries tens of thousands of unsubscribes
   (a PATCH each took half an hour at 1M), and an address that left the list in the seconds since
   the lookup comes back as an unsubscribed contact, which can receive no marketing email;
-- erase: `POST /lists/{id}/members/{hash}/actions/delete-permanent`.
+- erase: `POST /lists/{id}/members/{hash}/actions/delete-permanent` in every audience that
+  holds the address (`GET /lists?email=`), so erasure needs no audience id.
 A member already holding the tag and the values is left alone, so a repeated upsert sends no
 write at all. A write that still fails after the retries (429, 5xx, dropped connections) comes
 back `rejected` for its members, so the rest of the call goes on; a failed read, a refused merge
@@ -39,6 +40,7 @@ from activation.destinations.base import Audience, Member, Outcome, email_key
 from activation.destinations.mailchimp.http import (
     DEFAULT_MAX_CONNECTIONS,
     MailchimpApi,
+    MailchimpRefused,
     problem_text,
     raise_for_problem,
 )
@@ -78,7 +80,7 @@ class MailchimpDestination:
         self,
         base_url: str | None,
         api_key: str,
-        list_id: str,
+        list_id: str | None,
         *,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         policy: RetryPolicy | None = None,
@@ -86,7 +88,8 @@ class MailchimpDestination:
     ) -> None:
         """`base_url`: `https://<dc>.api.mailchimp.com/3.0` (derived from the key's `-<dc>`
         suffix when None) or the sandbox's `http://127.0.0.1:<port>/mailchimp/3.0`.
-        `max_connections`: simultaneous requests, at most Mailchimp's 10 per key."""
+        `max_connections`: simultaneous requests, at most Mailchimp's 10 per key.
+        `list_id`: the audience to keep tags on; None for a client that only erases."""
         self.list_id = list_id
         self._api = MailchimpApi(base_url, api_key, max_connections=max_connections, policy=policy, sleep=sleep)
         self._directory = MemberDirectory(self._api, list_id)
@@ -167,10 +170,39 @@ class MailchimpDestination:
         return [_as_given(done.get(email_key(e), Outcome(e, "ok")), e) for e in emails]
 
     def erase(self, emails: Sequence[str]) -> list[Outcome]:
-        """Permanently delete each address from the audience (unknown addresses are ok)."""
+        """Permanently delete each address from every audience of the account that holds it,
+        not only the one Tessera tags on: the person asked the shop to forget them, and the
+        loaders read every audience. An address no audience holds is ok."""
         keys = list(dict.fromkeys(email_key(e) for e in emails))
-        done = dict(zip(keys, self._api.parallel(self._delete_permanently, keys), strict=True))
+        done = dict(zip(keys, self._api.parallel(self._erase_everywhere, keys), strict=True))
         return [_as_given(done[email_key(e)], e) for e in emails]
+
+    def _audiences_holding(self, email: str) -> list[str]:
+        """Ids of the audiences that have this address as a member, in any status
+        (`GET /lists?email=`), and the configured audience."""
+        ids = [self.list_id] if self.list_id else []
+        offset = 0
+        while True:
+            params = {"email": email, "fields": "lists.id,total_items", "count": _PAGE, "offset": offset}
+            response = self._api.call("GET", "/lists", params=params)
+            raise_for_problem(response, "listing the audiences holding an address")
+            body = response.json()
+            ids += [a["id"] for a in body.get("lists") or [] if a["id"] not in ids]
+            offset += _PAGE
+            if offset >= int(body.get("total_items") or 0):
+                return ids
+
+    def _erase_everywhere(self, email: str) -> Outcome:
+        try:
+            audiences = self._audiences_holding(email)
+        except (RequestFailed, MailchimpRefused) as exc:  # a refused key raises, as on every call
+            return Outcome(email, "rejected", str(exc))
+        refused = [
+            f"audience {list_id}: {outcome.error}"
+            for list_id in audiences
+            if (outcome := self._delete_permanently(email, list_id)).status != "ok"
+        ]
+        return Outcome(email, "rejected", "; ".join(refused)) if refused else Outcome(email, "ok")
 
     # -- calls -----------------------------------------------------------------------------------
 
@@ -201,9 +233,10 @@ class MailchimpDestination:
             lambda error: [error.get("email_address") or ""],
         )
 
-    def _delete_permanently(self, email: str) -> Outcome:
+    def _delete_permanently(self, email: str, list_id: str) -> Outcome:
         try:
-            response = self._api.call("POST", f"{self._member_path(email)}/actions/delete-permanent")
+            path = f"/lists/{list_id}/members/{subscriber_hash(email)}/actions/delete-permanent"
+            response = self._api.call("POST", path)
         except RequestFailed as exc:
             return Outcome(email, "rejected", str(exc))
         return _single_outcome(email, response, on_404=None) or Outcome(email, "ok")
