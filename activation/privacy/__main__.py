@@ -2,8 +2,8 @@
 
   erase   --email X [--identifier source:id_type:value ...] [--destinations klaviyo mailchimp]
           Delete the person from the warehouse, the dlt load packages, the analysts' copy
-          and the email platforms named by --destinations (none without it: unlike the
-          nightly run, which asks every configured platform), and tombstone their identifiers
+          and the email platforms (every configured one, as the nightly run asks, or those
+          named by --destinations), and tombstone their identifiers
           so no later load brings them back. Prints what was deleted where.
   access  --email X [--identifier ...] --out person.json
           Write everything Tessera holds about the person to one JSON file.
@@ -33,6 +33,16 @@ def _destinations(names: list[str]) -> list:
     return configured_destinations(names)
 
 
+def _every_configured_platform() -> list:
+    """Every email platform with settings now, as the nightly asks; the others are named."""
+    from activation.privacy.destinations import available_destinations
+
+    destinations, unavailable = available_destinations()
+    for name, reason in unavailable.items():
+        print(f"note: {name} is not asked ({reason})", file=sys.stderr)
+    return destinations
+
+
 def _data_folder(warehouse: Path | None) -> Path:
     """The folder of the warehouse, its dlt load packages (`dlt/`) and its analysts' copy
     (`analysts.duckdb`): the data folder, or the folder of the warehouse `--warehouse` names."""
@@ -46,7 +56,8 @@ def _erase(args: argparse.Namespace) -> int:
     from activation.privacy.erase import ErasureRequest, erase_requests
 
     try:
-        destinations = _destinations(args.destinations)
+        named = args.destinations
+        destinations = _every_configured_platform() if named is None else _destinations(named)
     except DestinationUnavailable as exc:
         # Before anything is erased: erasing here but not at the platform asked for would leave
         # the person at the platform with no record that a deletion is owed there.
@@ -125,11 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument(
                 "--destinations",
                 nargs="*",
-                default=[],
+                default=None,
                 choices=["klaviyo", "mailchimp"],
                 help=(
                     "email platforms to delete the person from too (settings from the environment); "
-                    "default: none, so no platform is asked (the nightly run asks every configured one)"
+                    "default: every configured one, as the nightly run asks. Named platforms must be "
+                    "configured; given with no names, no platform is asked (the warehouse forgets "
+                    "the address, so nothing asks them later)"
                 ),
             )
         else:

@@ -45,6 +45,7 @@ class Night:
     asset_metadata: dict
     received: dict[str, str]  # what each platform's sandbox received, as JSON text
     erase_cli_output: str
+    received_after_cli: dict[str, str]  # the same after the erasure by hand
 
     @property
     def warehouse(self) -> Path:
@@ -205,10 +206,14 @@ def night(tmp_path_factory) -> Night:
         assert result.success
         materialization = result.get_asset_materialization_events()[0].materialization
         metadata = {k: v.value for k, v in materialization.metadata.items()}
-        received = {
-            vendor: json.dumps(sandbox.control("GET", "received", params={"vendor": vendor, "kind": kind}).json())
-            for vendor, kind in (("klaviyo", "data_privacy_deletion_job"), ("mailchimp", "member_delete_permanent"))
-        }
+
+        def deletions_received() -> dict[str, str]:
+            return {
+                vendor: json.dumps(sandbox.control("GET", "received", params={"vendor": vendor, "kind": kind}).json())
+                for vendor, kind in (("klaviyo", "data_privacy_deletion_job"), ("mailchimp", "member_delete_permanent"))
+            }
+
+        received = deletions_received()
 
         # A request arriving between two nights: tombstoned only, its data still in place.
         with duckdb.connect(str(warehouse)) as con:
@@ -223,6 +228,7 @@ def night(tmp_path_factory) -> Night:
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             assert privacy_cli(["erase", "--warehouse", str(warehouse), "--email", f"  {cli_email.upper()} "]) == 0
+        received_after_cli = deletions_received()
         _dbt_build(warehouse, now, root)
         _publish(warehouse, data)
 
@@ -245,6 +251,7 @@ def night(tmp_path_factory) -> Night:
         metadata,
         received,
         out.getvalue(),
+        received_after_cli,
     )
 
 
@@ -453,6 +460,12 @@ def test_access_export_of_an_erased_person_holds_nothing(night, tmp_path):
         == 0
     )
     assert json.loads(out.read_text())["tables"] == {}
+
+
+def test_an_erasure_by_hand_asks_every_configured_platform_as_the_nightly_does(night):
+    for vendor in ("klaviyo", "mailchimp"):
+        assert night.cli_email.lower() not in night.received[vendor].lower(), vendor
+        assert night.cli_email.lower() in night.received_after_cli[vendor].lower(), vendor
 
 
 def test_erase_by_hand_with_an_unconfigured_platform_erases_nothing_and_says_what_to_set(tmp_path, monkeypatch, capsys):

@@ -57,6 +57,9 @@ def _emails_in_copy(folder: Path) -> list[str]:
 def test_erase_with_warehouse_cleans_that_warehouses_folder_not_the_default_one(tmp_path, monkeypatch) -> None:
     default, other = _data_folder(tmp_path / "default"), _data_folder(tmp_path / "other")
     monkeypatch.setenv("TESSERA_DATA_DIR", str(default))
+    for name in list(os.environ):
+        if name.startswith(("ACTIVATION__", "SOURCES__")):
+            monkeypatch.delenv(name)  # no email platform to ask
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
