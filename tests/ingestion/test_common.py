@@ -13,6 +13,7 @@ from ingestion.common.errors import CredentialRejected, RequestFailed, VendorUnr
 from ingestion.common.http import RetryPolicy, VendorSession, retry_after_seconds
 from ingestion.common.pacing import ShopifyBucketPacer, UsagePercentPacer
 from ingestion.common.quarantine import RecordRules, check
+from ingestion.common.redaction import redact
 
 
 def _hubspot(sandbox, sleeps: list[float], attempts: int = 8) -> tuple[VendorSession, str]:
@@ -101,6 +102,25 @@ def test_secrets_never_appear_in_messages():
     assert "IGQVsecret" not in redact_url(url)
     err = CredentialRejected("instagram", url, 400, "access_token")
     assert "IGQVsecret" not in str(err)
+
+
+def test_redaction_covers_the_vendor_credential_shapes():
+    text = (
+        "GET https://user:hunter22@host/x?token=abc123&page=2 Authorization: Klaviyo-API-Key pk_abcdefghij0123 "
+        'mailchimp 0123456789abcdef0123456789abcdef-us21 {"access_token": "shpat_0123456789abcdef0123"}'
+    )
+    # Meta and Instagram tokens, as a secrets file holds them (not in the environment).
+    meta = (
+        "EAAGm0PX4ZCpsBAKz1b2C3d4E5f6G7h8",
+        "IGQVJXa1b2_C3d4-E5f6G7h8I9j0KlMnOpQrStUv",
+        "IGAAR1b2C3d4E5f6G7h8I9j0KlMn",
+    )
+    text += " instagram: " + ", ".join(meta)
+    cleaned = redact(text, env={})
+    secrets = ("hunter22", "abc123", "pk_abcdefghij0123", "0123456789abcdef0123456789abcdef-us21", "shpat_")
+    for secret in secrets + meta + ("C3d4", "KlMn"):
+        assert secret not in cleaned, secret
+    assert "page=2" in cleaned and "instagram: " in cleaned
 
 
 def test_retry_after_forms():
