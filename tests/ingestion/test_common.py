@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import traceback
 
 import pytest
 import requests
 
-from ingestion.common.errors import CredentialRejected, RequestFailed, VendorUnreachable, redact_url
+from ingestion.common.errors import CredentialRejected, RequestFailed, RequestNotSent, VendorUnreachable, redact_url
 from ingestion.common.http import RetryPolicy, VendorSession, retry_after_seconds
 from ingestion.common.pacing import ShopifyBucketPacer, UsagePercentPacer
 from ingestion.common.quarantine import RecordRules, check
@@ -95,6 +96,28 @@ def test_a_body_cut_off_midway_is_retried_and_then_fails_clearly():
     session = VendorSession("hubspot", "access_token", policy, sleep=lambda s: None)
     with pytest.raises(RequestFailed, match="after 3 attempt"):
         session.get(url)
+
+
+def test_a_key_requests_refuses_in_a_header_fails_naming_the_setting_not_the_key():
+    # requests refuses a header ending in "\r" (a key from a CRLF env file) before sending, and
+    # its own error quotes the header's value whole.
+    sleeps: list[float] = []
+    session = VendorSession("klaviyo", "api_key", sleep=sleeps.append)
+    session.headers["Authorization"] = "Klaviyo-API-Key pk_0123456789abcdefSECRET\r"
+    with pytest.raises(RequestNotSent, match="SOURCES__KLAVIYO__API_KEY") as raised:
+        session.get("http://127.0.0.1:9/api/profiles")
+    told = "".join(traceback.format_exception(raised.value))
+    assert "SECRET" not in told and "pk_0123" not in told
+    assert raised.value.__context__ is None and sleeps == []
+
+
+def test_any_other_error_of_requests_in_send_becomes_the_projects_own_without_its_text():
+    # requests' InvalidSchema quotes the URL whole, token included.
+    session = VendorSession("instagram", "access_token", sleep=lambda s: None)
+    request = requests.Request("GET", "ftp://graph.test/v21.0/me?access_token=IGQVsecret").prepare()
+    with pytest.raises(RequestNotSent, match="InvalidSchema") as raised:
+        session.send(request)
+    assert "IGQVsecret" not in "".join(traceback.format_exception(raised.value))
 
 
 def test_secrets_never_appear_in_messages():
