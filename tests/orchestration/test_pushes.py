@@ -129,6 +129,13 @@ def test_an_error_quoting_a_key_reaches_neither_the_event_log_nor_the_failure(tm
     assert "SECRET" not in published and "pk_0123" not in published
 
 
+def test_the_error_sample_is_published_redacted():
+    report = _report("klaviyo", "seg_vip_customers")
+    report.errors = [{"action": "add", "customer_id": "c7", "error": "refused: Bearer pk_0123456789abcdefSECRET"}]
+    sample = pushes._push_metadata(report)["error_sample"].data
+    assert sample == [{"action": "add", "customer_id": "c7", "error": "refused: Bearer ***"}]
+
+
 def test_selecting_one_audience_pushes_only_it(tmp_path, platforms, monkeypatch):
     pushed = []
     monkeypatch.setattr(pushes, "sync_suppressions", lambda *a, **kw: pytest.fail("unsubscribes were not selected"))

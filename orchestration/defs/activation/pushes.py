@@ -172,7 +172,7 @@ def _push_metadata(report: SyncReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "suppressed": report.suppressed,
         "held_out": report.held_out,
-        "error_sample": dg.MetadataValue.json(report.errors),
+        "error_sample": dg.MetadataValue.json([{**e, "error": redact(e["error"])} for e in report.errors]),
     }
 
 
