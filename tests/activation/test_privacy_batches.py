@@ -21,7 +21,7 @@ from activation.privacy import erase as erase_module
 from activation.privacy import platform_retries
 from activation.privacy.access import build_export
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
-from activation.privacy.person import resolve, resolve_all
+from activation.privacy.person import parse_identifier, resolve, resolve_all
 from ingestion.common.erasure import checkout_key, identifier_hash, read_tombstone
 
 ANA, BEN, CAL = "ana@example.com", "ben@example.com", "cal@example.com"
@@ -185,8 +185,10 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     }
     # The batch's own count holds each row once: the laptop's three events were both of theirs.
     assert batch.rows_by_schema() == {"marts": 7, "raw_mixpanel": 7, "raw_privacy": 2, "raw_shopify": 9}
+    # The reason is logged and published as Dagster metadata: it says what is wrong, without the value.
     assert batch.rejected == {
-        "r_bad": "identifier 'shopify:103' is not source:id_type:value (e.g. shopify:customer_id:123)"
+        "r_bad": "identifier 1 is not source:id_type:value (e.g. shopify:customer_id:123): "
+        "it holds one ':' where two separate its three parts"
     }
     assert destination.calls == [[ANA], [BEN]]
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -212,6 +214,20 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     )
     assert "email platforms: 2/2 request(s) sent" in told[:2]
     assert told[2].startswith("warehouse file rewritten without the deleted rows")
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("jane@x.com", "it holds no ':' where two separate its three parts"),
+        ("shopify::jane@x.com", "its id_type is empty"),
+        (":email:", "its source and value are empty"),
+    ],
+)
+def test_a_malformed_identifier_is_refused_saying_what_is_wrong_without_quoting_it(text, what):
+    with pytest.raises(ValueError) as raised:
+        parse_identifier(text, 2)
+    assert str(raised.value) == f"identifier 2 is not source:id_type:value (e.g. shopify:customer_id:123): {what}"
 
 
 class _Crash(BaseException):
