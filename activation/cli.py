@@ -82,7 +82,7 @@ def _print_reports(result) -> None:
         if r.held_for_removal:
             print(f"    {r.held_for_removal} new address(es) wait until the old one's removal is accepted")
         for error in r.errors[:5]:
-            print(f"    rejected {error['action']} {error['email']}: {error['error']}")
+            print(f"    rejected {error['action']} of customer {error['customer_id']}: {error['error']}")
     for name, counts in result.suppressions.items():
         print(f"{name}: {counts['pending']} unsubscribes from other platforms to carry, {counts['suppressed']} done")
 

@@ -21,6 +21,7 @@ base URLs in the project's `.dlt/config.toml` (the sandbox) are theirs until ove
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 
 import dlt
@@ -37,13 +38,29 @@ class DestinationNotConfigured(RuntimeError):
 SECRET_NAMES = frozenset({"API_KEY"})
 
 
+def _variable(section: str, destination: str, name: str) -> str:
+    return f"{section.upper()}__{destination.upper()}__{name.upper()}"
+
+
 def _setting(destination: str, name: str, sections: tuple[str, ...] = ("activation", "sources")) -> str | None:
-    """The first of `<section>.<destination>.<name>` that is set, in the order of `sections`."""
+    """The first of `<section>.<destination>.<name>` that is set, in the order of `sections`,
+    without surrounding whitespace: a CRLF env file or a Kubernetes secret made from a file
+    leaves a trailing carriage return or line feed, which `requests` refuses in a header,
+    quoting the header (the key) whole in its error. A control character left inside is
+    refused here, naming the setting and never the value."""
     accessor = dlt.secrets if name in SECRET_NAMES else dlt.config
     for section in sections:
         value = accessor.get(f"{section}.{destination}.{name.lower()}")
-        if value not in (None, ""):
-            return str(value)
+        value = None if value is None else str(value).strip()
+        if not value:
+            continue
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise DestinationNotConfigured(
+                f"{destination}: {_variable(section, destination, name)} (or {section}.{destination}."
+                f"{name.lower()} in the .dlt files) holds a control character (a line break, a tab, ...) "
+                "inside it; set it again without one"
+            )
+        return value
     return None
 
 
@@ -51,8 +68,8 @@ def _require(destination: str, name: str) -> str:
     value = _setting(destination, name)
     if not value:
         raise DestinationNotConfigured(
-            f"{destination}: set ACTIVATION__{destination.upper()}__{name} "
-            f"(or SOURCES__{destination.upper()}__{name}, or the same keys in .dlt/secrets.toml) to push there"
+            f"{destination}: set {_variable('activation', destination, name)} "
+            f"(or {_variable('sources', destination, name)}, or the same keys in .dlt/secrets.toml) to push there"
         )
     return value
 

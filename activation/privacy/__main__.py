@@ -150,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.email and not args.identifier:
         parser.error("give --email or at least one --identifier")
-    for identifier in args.identifier:
+    for position, identifier in enumerate(args.identifier, 1):
         try:
-            parse_identifier(identifier)
+            parse_identifier(identifier, position)
         except ValueError as exc:
             parser.error(str(exc))
     return _erase(args) if args.command == "erase" else _access(args)

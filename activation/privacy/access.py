@@ -20,6 +20,7 @@ import duckdb
 from activation.privacy import platform_retries
 from activation.privacy.person import has_table, parse_identifier, resolve
 from activation.privacy.rows import select_rows
+from ingestion.common.redaction import redact
 
 ABOUT = (
     "Everything Tessera (the shop's customer data platform) holds about you: every record in its "
@@ -60,13 +61,16 @@ def platform_deletions(con: duckdb.DuckDBPyConnection, emails: set[str]) -> list
         f"SELECT * FROM {platform_retries.TABLE} WHERE email IN (SELECT unnest(?::VARCHAR[])) ORDER BY ALL", [wanted]
     )
     names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    # Stored redacted since `remember` redacts; a row an earlier version wrote may still quote
+    # a platform's credential, which is no data of the person's.
+    return [{**row, "error": redact(row["error"]) if row.get("error") else row.get("error")} for row in rows]
 
 
 def build_export(warehouse: Path, email: str | None, identifiers: list[str] = ()) -> dict[str, Any]:
     """The access export as a dict (see the module's docstring)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        person = resolve(con, [email] if email else [], [parse_identifier(i) for i in identifiers])
+        person = resolve(con, [email] if email else [], [parse_identifier(i, k) for k, i in enumerate(identifiers, 1)])
         # Temp tables are allowed on a read-only connection: they live in memory.
         rows = select_rows(con, person)
         waiting = platform_deletions(con, person.emails | ({email} if email else set()))

@@ -79,7 +79,7 @@ Parsed = tuple[list[str], list[tuple[str, str, str]]]  # a request's emails and 
 
 def _parsed(request: ErasureRequest) -> Parsed:
     """The request's emails and identifiers; ValueError when there is nothing usable to erase by."""
-    identifiers = [parse_identifier(i) for i in request.identifiers]
+    identifiers = [parse_identifier(i, k) for k, i in enumerate(request.identifiers, 1)]
     if not (request.email or "").strip() and not identifiers:
         raise ValueError("the request names neither an email nor an identifier")
     return [request.email] if request.email else [], identifiers

@@ -75,12 +75,25 @@ class Person:
         return {(s, t, identifier_hash(v)) for s, t, v in self.identifiers}
 
 
-def parse_identifier(text: str) -> tuple[str, str, str]:
-    """`source:id_type:value` (the value may contain colons) as a tuple."""
+IDENTIFIER_PARTS = ("source", "id_type", "value")
+
+
+def parse_identifier(text: str, position: int | None = None) -> tuple[str, str, str]:
+    """`source:id_type:value` (the value may contain colons) as a tuple.
+
+    A malformed one is refused saying which part is wrong, never quoting it: the reason is
+    logged and published as Dagster metadata, and the text is often an address typed alone.
+    `position` (from 1) says which of a request's identifiers it is."""
     parts = text.split(":", 2)
-    if len(parts) != 3 or not all(parts):
-        raise ValueError(f"identifier {text!r} is not source:id_type:value (e.g. shopify:customer_id:123)")
-    return parts[0], parts[1], parts[2]
+    if len(parts) == 3 and all(parts):
+        return parts[0], parts[1], parts[2]
+    if len(parts) < 3:
+        what = f"it holds {'one' if len(parts) == 2 else 'no'} ':' where two separate its three parts"
+    else:
+        empty = [name for name, part in zip(IDENTIFIER_PARTS, parts, strict=True) if not part]
+        what = f"its {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty"
+    which = "an identifier" if position is None else f"identifier {position}"
+    raise ValueError(f"{which} is not source:id_type:value (e.g. shopify:customer_id:123): {what}")
 
 
 def tables(con: duckdb.DuckDBPyConnection, schema_like: str = "%") -> list[tuple[str, str]]:

@@ -23,6 +23,7 @@ import duckdb
 
 from activation.destinations.base import Destination, email_key
 from ingestion.common.erasure import TOMBSTONE_SCHEMA
+from ingestion.common.redaction import redact
 
 TABLE = f"{TOMBSTONE_SCHEMA}.platform_erasures_pending"
 
@@ -73,10 +74,14 @@ def ensure(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def remember(con: duckdb.DuckDBPyConnection, failures: Iterable[Failure]) -> None:
-    """Keep these deletions for the next run (a second failure of an address counts an attempt)."""
+    """Keep these deletions for the next run (a second failure of an address counts an attempt).
+
+    Errors are stored redacted: a platform's error can quote the request's Authorization header
+    (requests does, for a key ending in a line break), and the row is shown to the person in
+    their access export."""
     now = datetime.now(tz=UTC)
     # One row per platform and address (a person's addresses differ only in case, at times).
-    by_key = {(d, email_key(e)): (request_id, error) for d, e, request_id, error in failures}
+    by_key = {(d, email_key(e)): (request_id, redact(error)) for d, e, request_id, error in failures}
     rows = [[d, e, request_id, error, now] for (d, e), (request_id, error) in by_key.items()]
     if not rows:
         return

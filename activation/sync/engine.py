@@ -10,6 +10,7 @@ change larger than the audience's guard allows stops before anything is sent, un
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -76,7 +77,9 @@ class SyncReport:
     removed: int = 0
     rejected: int = 0
     skipped: int = 0
-    errors: list[dict[str, str]] = field(default_factory=list)  # a sample of the vendor's per-record errors
+    # A sample of the vendor's per-record errors: {"action", "customer_id", "error"}, without the
+    # address (the sample is published as Dagster metadata, which an erasure does not reach).
+    errors: list[dict[str, str]] = field(default_factory=list)
     sample: dict[str, list[str]] = field(default_factory=dict)  # dry run: a few emails per action
 
     @property
@@ -111,16 +114,25 @@ def _chunks(members: Sequence[Member]):
 
 
 _DONE = {"add": "added", "update": "updated", "remove": "removed"}
+_ADDRESS = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-def _tally(report: SyncReport, action: str, outcomes: Sequence[Outcome]) -> None:
+def _tally(report: SyncReport, action: str, members: Sequence[Member], outcomes: Sequence[Outcome]) -> None:
+    customer_of = {m.email.lower(): m.customer_id for m in members}
     for outcome in outcomes:
         if outcome.status == "ok":
             setattr(report, _DONE[action], getattr(report, _DONE[action]) + 1)
         elif outcome.status == "rejected":
             report.rejected += 1
             if len(report.errors) < 20:
-                report.errors.append({"action": action, "email": outcome.email, "error": outcome.error or ""})
+                report.errors.append(
+                    {
+                        "action": action,
+                        "customer_id": customer_of.get(outcome.email.lower(), ""),
+                        # Vendors quote the address ("x@y.com looks fake or invalid").
+                        "error": _ADDRESS.sub("<email>", outcome.error or ""),
+                    }
+                )
         else:
             report.skipped += 1
 
@@ -186,7 +198,7 @@ def sync_audience(
     for chunk in _chunks(plan.removes):
         outcomes = destination.remove(config.audience, chunk)
         record_outcomes(conn, action="remove", members=chunk, outcomes=outcomes, **common)
-        _tally(report, "remove", outcomes)
+        _tally(report, "remove", chunk, outcomes)
         # A new address waits while the old one's removal is refused: the ledger holds one
         # address per member, and would otherwise forget the old one still on the list.
         removed = {o.email.lower() for o in outcomes if o.status != "rejected"}
@@ -204,7 +216,7 @@ def sync_audience(
             if members:
                 mine = [by_email[m.email.lower()] for m in members if m.email.lower() in by_email]
                 record_outcomes(conn, action=action, members=members, outcomes=mine, **common)
-                _tally(report, action, mine)
+                _tally(report, action, members, mine)
     record_finished_sync(conn, **common, counts=asdict(report))
     log.info(
         "%s/%s: %d added, %d updated, %d removed, %d rejected, %d skipped (%d more waiting), %d suppressed, "

@@ -66,3 +66,12 @@ class RequestFailed(VendorError):
         super().__init__(
             vendor, f"{method} {redact_url(url)} failed with {what} after {attempts} attempt(s): {detail[:300]}"
         )
+
+
+class RequestNotSent(VendorError):
+    """requests gave up on the request before an answer could be read: a header or URL it
+    refuses to send, too many redirects. Its own message is left out: it quotes the refused
+    header or URL whole, the Authorization header and its key included."""
+
+    def __init__(self, vendor: str, method: str, url: str, reason: str) -> None:
+        super().__init__(vendor, f"{method} {redact_url(url)} was not completed: {reason}")

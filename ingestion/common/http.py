@@ -8,6 +8,9 @@
 - Connection refused or an unknown host: `VendorUnreachable` at once (a wrong base URL does
   not get better by waiting).
 - 401/403: `CredentialRejected` at once, naming the setting to fix.
+- Anything else requests raises (a header or URL it refuses, too many redirects):
+  `RequestNotSent` at once, without requests' own text, which quotes the refused header (an
+  Authorization key with a trailing line break) or URL whole.
 The pacer reads the vendor's budget headers and slows down before the vendor says 429.
 """
 
@@ -21,7 +24,14 @@ from dataclasses import dataclass
 
 import requests
 
-from ingestion.common.errors import CredentialRejected, RequestFailed, VendorUnreachable, redact_url
+from ingestion.common.errors import (
+    CredentialRejected,
+    RequestFailed,
+    RequestNotSent,
+    VendorUnreachable,
+    redact_url,
+    setting,
+)
 from ingestion.common.pacing import Pacer, Sleep
 
 log = logging.getLogger("tessera.ingestion")
@@ -88,7 +98,21 @@ class VendorSession(requests.Session):
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("timeout", self.policy.timeout)
-        return super().request(method, url, *args, **kwargs)
+        try:
+            return super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            # Preparing the request (its headers and URL) happens here, before send().
+            failure = self._not_sent(method, url, exc)
+        raise failure  # outside the handler: requests' error is not kept as its context
+
+    def _not_sent(self, method: str, url: str, exc: requests.RequestException) -> RequestNotSent:
+        reason = type(exc).__name__
+        if isinstance(exc, requests.exceptions.InvalidHeader):
+            reason += (
+                ": a header holds a character HTTP does not allow, most likely a line break at the end "
+                f"of {setting(self.vendor, self.credential_key)}; set it again without it"
+            )
+        return RequestNotSent(self.vendor, method, url, reason)
 
     def send(self, request: requests.PreparedRequest, **kwargs) -> requests.Response:  # type: ignore[override]
         # Retries live in send(), not request(): dlt's REST client prepares requests itself
@@ -98,6 +122,7 @@ class VendorSession(requests.Session):
         attempts = self.policy.max_attempts
         for attempt in range(1, attempts + 1):
             self.pacer.before_request()
+            failure: RequestNotSent | None = None
             try:
                 response = super().send(request, **kwargs)
             except requests.ConnectionError as exc:
@@ -118,6 +143,10 @@ class VendorSession(requests.Session):
                     raise RequestFailed(self.vendor, method, url, None, attempt, type(exc).__name__) from None
                 self._retry(method, url, attempt, f"a body cut off ({type(exc).__name__})", self._backoff(attempt))
                 continue
+            except requests.RequestException as exc:  # a retry sends the same refused header or URL
+                failure = self._not_sent(method, url, exc)
+            if failure is not None:
+                raise failure  # outside the handler: requests' error is not kept as its context
             status = response.status_code
             if status in (401, 403):
                 raise CredentialRejected(self.vendor, url, status, self.credential_key)

@@ -16,11 +16,12 @@ import duckdb
 import pytest
 
 from activation.destinations.base import Outcome
+from activation.destinations.klaviyo import KlaviyoDestination
 from activation.privacy import erase as erase_module
 from activation.privacy import platform_retries
 from activation.privacy.access import build_export
 from activation.privacy.erase import ErasureRequest, erase_requests, pending_requests
-from activation.privacy.person import resolve, resolve_all
+from activation.privacy.person import parse_identifier, resolve, resolve_all
 from ingestion.common.erasure import checkout_key, identifier_hash, read_tombstone
 
 ANA, BEN, CAL = "ana@example.com", "ben@example.com", "cal@example.com"
@@ -184,8 +185,10 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     }
     # The batch's own count holds each row once: the laptop's three events were both of theirs.
     assert batch.rows_by_schema() == {"marts": 7, "raw_mixpanel": 7, "raw_privacy": 2, "raw_shopify": 9}
+    # The reason is logged and published as Dagster metadata: it says what is wrong, without the value.
     assert batch.rejected == {
-        "r_bad": "identifier 'shopify:103' is not source:id_type:value (e.g. shopify:customer_id:123)"
+        "r_bad": "identifier 1 is not source:id_type:value (e.g. shopify:customer_id:123): "
+        "it holds one ':' where two separate its three parts"
     }
     assert destination.calls == [[ANA], [BEN]]
     with duckdb.connect(str(warehouse), read_only=True) as con:
@@ -211,6 +214,20 @@ def test_a_batch_deletes_each_persons_rows_and_logs_them_per_request(tmp_path):
     )
     assert "email platforms: 2/2 request(s) sent" in told[:2]
     assert told[2].startswith("warehouse file rewritten without the deleted rows")
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        ("jane@x.com", "it holds no ':' where two separate its three parts"),
+        ("shopify::jane@x.com", "its id_type is empty"),
+        (":email:", "its source and value are empty"),
+    ],
+)
+def test_a_malformed_identifier_is_refused_saying_what_is_wrong_without_quoting_it(text, what):
+    with pytest.raises(ValueError) as raised:
+        parse_identifier(text, 2)
+    assert str(raised.value) == f"identifier 2 is not source:id_type:value (e.g. shopify:customer_id:123): {what}"
 
 
 class _Crash(BaseException):
@@ -327,6 +344,59 @@ def test_deletions_a_platform_did_not_accept_are_asked_again_until_it_does(tmp_p
     told.clear()
     erase_requests(warehouse, [], destinations=[healthy], progress=told.append)
     assert told == []
+
+
+KEY = "pk_0123456789abcdefSECRET"
+
+
+def _held_about(warehouse: Path, email: str) -> str:
+    """The stored platform errors and the person's access export, as one text to search."""
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        stored = _rows(con, f"SELECT error FROM {platform_retries.TABLE}")
+    assert stored, "the platform's failure was not remembered"
+    return json.dumps([stored, build_export(warehouse, email)], default=str)
+
+
+def test_a_key_requests_refuses_never_reaches_the_pending_deletions_or_the_access_export(tmp_path):
+    # A key from a CRLF env file: requests refuses the header, quoting it whole in its error.
+    klaviyo = KlaviyoDestination("http://127.0.0.1:9", KEY + "\r")
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    try:
+        erase_requests(warehouse, _requests(warehouse), destinations=[klaviyo])
+    finally:
+        klaviyo.close()
+    held = _held_about(warehouse, ANA)
+    assert "pk_0123" not in held and "SECRET" not in held
+    assert "SOURCES__KLAVIYO__API_KEY" in held  # what to fix, for whoever reads the table
+
+
+class _Leaking(_Recording):
+    """A platform whose error quotes its credentials (a header, a key held in the environment)."""
+
+    def erase(self, emails):
+        raise RuntimeError(f"refused header 'Authorization: Bearer {KEY}' (key sk-acct-7f3e9a61)")
+
+
+def test_a_platform_error_quoting_a_credential_is_stored_and_exported_without_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("ACTIVATION__KLAVIYO__API_KEY", "sk-acct-7f3e9a61")
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    erase_requests(warehouse, _requests(warehouse), destinations=[_Leaking()])
+    platform_retries.retry(str(warehouse), [_Leaking()])  # a second failure rewrites the error
+    held = _held_about(warehouse, ANA)
+    assert KEY not in held and "SECRET" not in held and "7f3e9a61" not in held
+    assert "RuntimeError: refused header" in held  # what failed is still there
+
+
+def test_an_error_stored_with_a_credential_before_is_exported_without_it(tmp_path):
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    with duckdb.connect(str(warehouse)) as con:
+        platform_retries.ensure(con)
+        con.execute(
+            f"INSERT INTO {platform_retries.TABLE} VALUES ('klaviyo', ?, 'r_ana', ?, 1, now(), now())",
+            [ANA, f"InvalidHeader: ... in header value: 'Klaviyo-API-Key {KEY}\\r'"],
+        )
+    (waiting,) = build_export(warehouse, ANA)["tables"][platform_retries.TABLE]
+    assert waiting["error"] == "InvalidHeader: ... in header value: 'Klaviyo-API-Key ***\\r'"
 
 
 def test_a_platform_that_accepts_every_deletion_leaves_nothing_pending(tmp_path):

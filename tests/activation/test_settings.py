@@ -79,3 +79,31 @@ def test_a_key_in_the_tracked_config_file_is_not_used(tmp_path):
     )
     assert "ACTIVATION__KLAVIYO__API_KEY" in found["klaviyo"]["error"]
     assert "ACTIVATION__MAILCHIMP__API_KEY" in found["mailchimp"]["error"]
+
+
+def test_a_key_ending_in_a_line_break_is_used_without_it(tmp_path):
+    # A CRLF env file, or a Kubernetes secret created from a file, leaves "\r" or "\r\n" behind.
+    found = _settings(
+        tmp_path,
+        secrets='[sources.klaviyo]\napi_key = "pk_fromfile0123\\r\\n"\n[activation.mailchimp]\nlist_id = " list1\\n"\n',
+        ACTIVATION__KLAVIYO__API_KEY="  pk_environment0123\r\n",
+        ACTIVATION__MAILCHIMP__API_KEY="0123456789abcdef0123456789abcdef-us21\r",
+    )
+    assert found["klaviyo"] == {"base_url": "https://a.klaviyo.com", "key": "pk_environment0123"}
+    assert found["mailchimp"] == {"root": "https://us21.api.mailchimp.com/3.0", "list_id": "list1"}
+    found = _settings(tmp_path, secrets='[sources.klaviyo]\napi_key = "pk_fromfile0123\\r\\n"\n')
+    assert found["klaviyo"]["key"] == "pk_fromfile0123"
+
+
+def test_a_key_with_a_control_character_inside_is_refused_naming_the_setting_not_the_key(tmp_path):
+    found = _settings(
+        tmp_path,
+        secrets='[sources.klaviyo]\napi_key = "pk_0123\\u0007abcdefSECRET"\n',
+        ACTIVATION__MAILCHIMP__API_KEY="0123456789abcdef\r\n0123456789abcdef-us21",
+        ACTIVATION__MAILCHIMP__LIST_ID="list1",
+    )
+    klaviyo, mailchimp = found["klaviyo"].get("error", ""), found["mailchimp"].get("error", "")
+    assert "SOURCES__KLAVIYO__API_KEY" in klaviyo and "control character" in klaviyo, found
+    assert "ACTIVATION__MAILCHIMP__API_KEY" in mailchimp and "control character" in mailchimp, found
+    for secret in ("pk_0123", "abcdefSECRET", "0123456789abcdef"):
+        assert secret not in klaviyo + mailchimp

@@ -173,6 +173,32 @@ def test_a_refused_record_is_logged_and_sent_again_on_the_next_run():
     assert conn.execute("select state from activation.sync_ledger where customer_id = 'c7'").fetchall() == [("member",)]
 
 
+class _QuotingDestination(RecordingDestination):
+    """Refuses as Mailchimp does, quoting the address in its error."""
+
+    def _answer(self, emails: list[str]) -> list[Outcome]:
+        return [
+            Outcome(o.email, o.status, f"{o.email.upper()} looks fake or invalid, please enter a real email address.")
+            if o.status == "rejected"
+            else o
+            for o in super()._answer(emails)
+        ]
+
+
+def test_the_error_sample_names_the_customer_not_the_address():
+    # The sample is published as Dagster metadata, which erasures cannot reach.
+    conn, dest = _warehouse(), _QuotingDestination(refuse={"p7@example.com"})
+    report = _sync(conn, dest)
+    assert report.rejected == 1
+    assert report.errors == [
+        {
+            "action": "add",
+            "customer_id": "c7",
+            "error": "<email> looks fake or invalid, please enter a real email address.",
+        }
+    ]
+
+
 def test_a_float_that_differs_only_in_its_last_bits_is_not_an_update():
     # A sum of doubles can come out of a parallel aggregation in another order on the next build.
     conn, dest = _warehouse(3), RecordingDestination()

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import traceback
 
 import pytest
 import requests
 
-from ingestion.common.errors import CredentialRejected, RequestFailed, VendorUnreachable, redact_url
+from ingestion.common.errors import CredentialRejected, RequestFailed, RequestNotSent, VendorUnreachable, redact_url
 from ingestion.common.http import RetryPolicy, VendorSession, retry_after_seconds
 from ingestion.common.pacing import ShopifyBucketPacer, UsagePercentPacer
 from ingestion.common.quarantine import RecordRules, check
+from ingestion.common.redaction import redact
 
 
 def _hubspot(sandbox, sleeps: list[float], attempts: int = 8) -> tuple[VendorSession, str]:
@@ -96,11 +98,52 @@ def test_a_body_cut_off_midway_is_retried_and_then_fails_clearly():
         session.get(url)
 
 
+def test_a_key_requests_refuses_in_a_header_fails_naming_the_setting_not_the_key():
+    # requests refuses a header ending in "\r" (a key from a CRLF env file) before sending, and
+    # its own error quotes the header's value whole.
+    sleeps: list[float] = []
+    session = VendorSession("klaviyo", "api_key", sleep=sleeps.append)
+    session.headers["Authorization"] = "Klaviyo-API-Key pk_0123456789abcdefSECRET\r"
+    with pytest.raises(RequestNotSent, match="SOURCES__KLAVIYO__API_KEY") as raised:
+        session.get("http://127.0.0.1:9/api/profiles")
+    told = "".join(traceback.format_exception(raised.value))
+    assert "SECRET" not in told and "pk_0123" not in told
+    assert raised.value.__context__ is None and sleeps == []
+
+
+def test_any_other_error_of_requests_in_send_becomes_the_projects_own_without_its_text():
+    # requests' InvalidSchema quotes the URL whole, token included.
+    session = VendorSession("instagram", "access_token", sleep=lambda s: None)
+    request = requests.Request("GET", "ftp://graph.test/v21.0/me?access_token=IGQVsecret").prepare()
+    with pytest.raises(RequestNotSent, match="InvalidSchema") as raised:
+        session.send(request)
+    assert "IGQVsecret" not in "".join(traceback.format_exception(raised.value))
+
+
 def test_secrets_never_appear_in_messages():
     url = "https://graph.facebook.com/v21.0/123/media?fields=id&access_token=IGQVsecret&limit=5"
     assert "IGQVsecret" not in redact_url(url)
     err = CredentialRejected("instagram", url, 400, "access_token")
     assert "IGQVsecret" not in str(err)
+
+
+def test_redaction_covers_the_vendor_credential_shapes():
+    text = (
+        "GET https://user:hunter22@host/x?token=abc123&page=2 Authorization: Klaviyo-API-Key pk_abcdefghij0123 "
+        'mailchimp 0123456789abcdef0123456789abcdef-us21 {"access_token": "shpat_0123456789abcdef0123"}'
+    )
+    # Meta and Instagram tokens, as a secrets file holds them (not in the environment).
+    meta = (
+        "EAAGm0PX4ZCpsBAKz1b2C3d4E5f6G7h8",
+        "IGQVJXa1b2_C3d4-E5f6G7h8I9j0KlMnOpQrStUv",
+        "IGAAR1b2C3d4E5f6G7h8I9j0KlMn",
+    )
+    text += " instagram: " + ", ".join(meta)
+    cleaned = redact(text, env={})
+    secrets = ("hunter22", "abc123", "pk_abcdefghij0123", "0123456789abcdef0123456789abcdef-us21", "shpat_")
+    for secret in secrets + meta + ("C3d4", "KlMn"):
+        assert secret not in cleaned, secret
+    assert "page=2" in cleaned and "instagram: " in cleaned
 
 
 def test_retry_after_forms():

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import dagster as dg
 import duckdb
 import pytest
+import requests
 
 from activation.sync.engine import GuardTripped, SyncReport
 from orchestration.defs.activation import pushes
@@ -95,6 +96,44 @@ def test_a_failed_audience_is_named_and_the_others_are_delivered(tmp_path, platf
     assert delivered == {s.key for s in pushes.SPECS} - {vip}
     # A tripped guard trips again on a retry: the step is not retried.
     assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+
+
+def test_an_error_quoting_a_key_reaches_neither_the_event_log_nor_the_failure(tmp_path, platforms, monkeypatch):
+    monkeypatch.setattr(
+        pushes, "sync_suppressions", lambda conn, target, **kw: {"pending": 0, "suppressed": 0, "rejected": 0}
+    )
+
+    def sync_audience(conn, audience, target, **kwargs):
+        if target.name == "klaviyo":  # what requests raises for a key ending in a line break
+            raise requests.exceptions.InvalidHeader(
+                "Invalid leading whitespace, reserved character(s), or return character(s) in header "
+                "value: 'Klaviyo-API-Key pk_0123456789abcdefSECRET\\r'"
+            )
+        return _report(target.name, audience.name)
+
+    monkeypatch.setattr(pushes, "sync_audience", sync_audience)
+    # Its retries would come minutes later and log the same: the first attempt is enough.
+    monkeypatch.setattr(pushes.audience_pushes.op, "_retry_policy", None)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [pushes.audience_pushes],
+            resources={"warehouse": WarehouseResource(data_dir=str(tmp_path))},
+            raise_on_error=False,
+            instance=instance,
+        )
+        logged = "\n".join(dg.serialize_value(entry) for entry in instance.all_logs(result.run_id))
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    published = logged + dg.serialize_value(failure)
+    assert "InvalidHeader" in published and "activation/klaviyo/abandoned_checkouts" in published
+    assert "SECRET" not in published and "pk_0123" not in published
+
+
+def test_the_error_sample_is_published_redacted():
+    report = _report("klaviyo", "seg_vip_customers")
+    report.errors = [{"action": "add", "customer_id": "c7", "error": "refused: Bearer pk_0123456789abcdefSECRET"}]
+    sample = pushes._push_metadata(report)["error_sample"].data
+    assert sample == [{"action": "add", "customer_id": "c7", "error": "refused: Bearer ***"}]
 
 
 def test_selecting_one_audience_pushes_only_it(tmp_path, platforms, monkeypatch):

@@ -33,6 +33,7 @@ from activation.audiences import AudienceConfig, load_audiences
 from activation.destinations.base import Destination
 from activation.settings import destinations_from_env
 from activation.sync.engine import GuardTripped, SyncReport, sync_audience, sync_suppressions
+from ingestion.common.redaction import redact
 from orchestration.defs.schedules import run_now
 from orchestration.defs.transform.dbt import dbt_project
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -171,7 +172,7 @@ def _push_metadata(report: SyncReport) -> dict[str, Any]:
         "skipped": report.skipped,
         "suppressed": report.suppressed,
         "held_out": report.held_out,
-        "error_sample": dg.MetadataValue.json(report.errors),
+        "error_sample": dg.MetadataValue.json([{**e, "error": redact(e["error"])} for e in report.errors]),
     }
 
 
@@ -254,6 +255,9 @@ def audience_pushes(
             running -= 1
             continue
         if outcome.error is not None:
+            # A vendor client's error can quote a request's Authorization header (requests does,
+            # for a key ending in a line break): the event log and the Failure get it redacted.
+            outcome.error = redact(outcome.error)
             context.log.error(f"{outcome.key.to_user_string()}: {outcome.error}")
             failed.append(outcome)
             continue
