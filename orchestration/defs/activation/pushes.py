@@ -219,7 +219,7 @@ def audience_pushes(
 ) -> Iterator[dg.MaterializeResult]:
     selected = context.selected_asset_keys
     now: datetime = run_now(context.run)
-    values = {"run_id": context.run_id, "now": now}
+    values = {"run_id": context.run.run_id, "now": now}
     work: dict[str, list] = {}
     for destination in DESTINATIONS:
         steps = []

@@ -248,7 +248,7 @@ def _resources_to_load(context: dg.AssetExecutionContext) -> tuple[dict[str, lis
 
 def _materialized_in_run(context: dg.AssetExecutionContext, key: dg.AssetKey) -> bool:
     event = context.instance.get_latest_materialization_event(key)
-    return event is not None and event.run_id == context.run_id
+    return event is not None and event.run_id == context.run.run_id
 
 
 def _materializations(
