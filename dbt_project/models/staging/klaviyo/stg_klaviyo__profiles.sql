@@ -42,7 +42,11 @@ renamed as (
         ----------  booleans
         coalesce(can_receive_email_marketing, false) as is_email_marketable,
         email_suppression_reasons is not null as is_email_suppressed,
-        coalesce(contains(email_suppression_reasons, 'HARD_BOUNCE'), false) as is_email_bounced,
+        -- Undeliverable: a hard bounce, or an address Klaviyo found invalid.
+        coalesce(
+            contains(email_suppression_reasons, 'HARD_BOUNCE') or contains(email_suppression_reasons, 'INVALID_EMAIL'),
+            false
+        ) as is_email_bounced,
         coalesce(contains(email_suppression_reasons, 'SPAM_COMPLAINT'), false) as has_marked_email_as_spam,
         coalesce(email_marketing_double_optin, false) as is_email_double_opted_in,
         coalesce(can_receive_sms_marketing, false) as is_sms_marketable,
