@@ -52,13 +52,20 @@ def _from_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _from_endpoint(base_url: str, api_key: str | None) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    # A key read from a CRLF file ends in a line break, which no header may hold.
+    headers = {"Authorization": f"Bearer {api_key.strip()}"} if api_key else {}
     url = f"{base_url.rstrip('/')}/erasure-requests"
     try:
         response = requests.get(url, headers=headers, timeout=60)
     except requests.ConnectionError as exc:
         raise VendorError(
             "privacy", f"nothing answers at {url}: fix SOURCES__PRIVACY__BASE_URL ({type(exc).__name__})"
+        ) from None
+    except requests.RequestException as exc:  # requests' own text may quote the header, key and all
+        raise VendorError(
+            "privacy",
+            f"the request to {url} could not be sent ({type(exc).__name__}): "
+            "check SOURCES__PRIVACY__BASE_URL and SOURCES__PRIVACY__API_KEY",
         ) from None
     if response.status_code in (401, 403):
         raise VendorError("privacy", f"{url} refused the credential: fix SOURCES__PRIVACY__API_KEY")

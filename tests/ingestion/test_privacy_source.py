@@ -75,3 +75,13 @@ def test_a_missing_source_says_what_to_set(tmp_path):
         read_erasure_requests(requests_file=str(tmp_path / "nope.jsonl"))
     with pytest.raises(VendorError, match="SOURCES__PRIVACY__BASE_URL"):
         read_erasure_requests(base_url="http://127.0.0.1:9")
+
+
+def test_a_key_with_a_line_break_is_used_without_it_and_a_refused_request_never_quotes_it(sandbox):
+    key = "privacy-key-0123456789SECRET"
+    requests = read_erasure_requests(base_url=f"{sandbox.url}/_sandbox", api_key=f"{key}\r\n")
+    assert all(r["request_id"] for r in requests)
+    with pytest.raises(VendorError) as error:  # a line break inside cannot be stripped
+        read_erasure_requests(base_url=f"{sandbox.url}/_sandbox", api_key=f"{key[:10]}\n{key[10:]}")
+    assert "SOURCES__PRIVACY__API_KEY" in str(error.value)
+    assert "SECRET" not in str(error.value) and error.value.__cause__ is None

@@ -61,3 +61,29 @@ def test_a_load_that_fails_for_a_missing_setting_is_not_retried(tmp_path, monkey
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     assert "ACCESS_TOKEN" in failure.event_specific_data.user_failure_data.description
     assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+
+
+def test_a_load_whose_key_cannot_be_sent_is_not_retried_and_the_key_stays_out(tmp_path, monkeypatch):
+    """A token with a line break at its end (a CRLF env file) cannot go in a header; sending it
+    again changes nothing, and requests' own error would quote the header, token and all."""
+    from orchestration.defs.ingestion.assets import vendor_loads
+    from orchestration.resources import WarehouseResource
+
+    token = "pat-na1-0123456789abcdef0123456789abcdef\r\n"
+    monkeypatch.delenv("SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN", raising=False)
+    monkeypatch.setenv("SOURCES__HUBSPOT__ACCESS_TOKEN", token)
+    monkeypatch.setenv("SOURCES__HUBSPOT__BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    result = dg.materialize(
+        [vendor_loads],
+        selection=[dg.AssetKey(["raw_hubspot", "contacts"])],
+        resources={"warehouse": WarehouseResource(data_dir=str(tmp_path))},
+        raise_on_error=False,
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    description = failure.event_specific_data.user_failure_data.description
+    assert "SOURCES__HUBSPOT__ACCESS_TOKEN" in description, description
+    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    logged = "\n".join(str(e.message) for e in result.all_events)
+    assert token.strip() not in logged and token.strip() not in description

@@ -21,7 +21,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 
 from ingestion.common.erasure import drop_tombstoned, read_tombstone
-from ingestion.common.errors import CredentialRejected
+from ingestion.common.errors import CredentialRejected, RequestNotSent
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.concurrent import VendorLoad, load_concurrently
 from ingestion.hubspot import hubspot_source
@@ -207,11 +207,12 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 
 
 def _is_settings_error(error: BaseException | None) -> bool:
-    """Whether `error` (or what it wraps: dlt wraps a source's errors) is a missing setting or
-    a credential the vendor refused."""
+    """Whether `error` (or what it wraps: dlt wraps a source's errors) is a missing setting, a
+    credential the vendor refused, or a request that could not be sent as set up (a key with a
+    line break in it)."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, ConfigFieldMissingException | CredentialRejected):
+        if isinstance(error, ConfigFieldMissingException | CredentialRejected | RequestNotSent):
             return True
         seen.add(id(error))
         error = error.__cause__ or error.__context__
