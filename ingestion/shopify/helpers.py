@@ -35,6 +35,18 @@ def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
+def without_nulls(value: Any) -> Any:
+    """A record without its null fields, at any depth. Shopify sends every field, null or not
+    (`note`, `company`, a guest's `customer`); a null column a load never fills is not created
+    anyway, and dlt warned about each one, on every first load of a shop. A null is the same
+    in the warehouse whether sent or not: merged rows replace the whole row."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def repair_key(record: Any) -> str | None:
     """How to ask Shopify for this record again: by id, else by its exact `updated_at`."""
     if not isinstance(record, dict):
@@ -143,7 +155,7 @@ class ShopifyApi:
                 for record in good:
                     if record["id"] not in seen:
                         seen.add(record["id"])
-                        fresh.append(record)
+                        fresh.append(without_nulls(record))
                 if fresh:
                     yield fresh
                 for row, key in bad:
@@ -160,7 +172,7 @@ class ShopifyApi:
             for key in [k for k, v in pending.items() if v["load_id"] != load_id]:
                 good, bad, found = self._refetch(endpoint, key)
                 if good:
-                    yield dlt.mark.with_table_name(good, endpoint.resource)
+                    yield dlt.mark.with_table_name([without_nulls(r) for r in good], endpoint.resource)
                 for row, _ in bad:
                     yield row
                 entry = pending[key]

@@ -156,6 +156,29 @@ def test_loads_every_record_once_with_line_items_and_stock(sandbox, tmp_path):
     ) == [(checkout_items, True)]
 
 
+def test_fields_shopify_sends_null_raise_no_warning(sandbox, tmp_path):
+    """Shopify sends every field, null or not (a guest's `customer`, an empty `company`): dlt
+    warned about each column no record filled, on every first load of a shop."""
+    import logging
+
+    warnings: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                warnings.append(record.getMessage())
+
+    dlt_logger = logging.getLogger("dlt")
+    handler = Collect()
+    dlt_logger.addHandler(handler)
+    try:
+        load(_source(sandbox), _pipeline(tmp_path))
+    finally:
+        dlt_logger.removeHandler(handler)
+    assert not [w for w in warnings if "could not have their types inferred" in w], warnings
+    _assert_complete(tmp_path, sandbox.world)  # and every record is in, with its values
+
+
 def test_a_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
     pipeline = _pipeline(tmp_path)
     load(_source(sandbox), pipeline)
