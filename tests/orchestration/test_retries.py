@@ -42,37 +42,12 @@ def test_the_nightly_job_adds_no_blanket_retry():
     assert defs.resolve_job_def("nightly").op_retry_policy is None
 
 
-def test_a_load_that_fails_for_a_missing_setting_is_not_retried(tmp_path, monkeypatch):
-    """A retry cannot supply a setting (nor make a vendor accept a key it refused): the step
-    fails at once, naming the setting, instead of trying twice more minutes later."""
+def _load_hubspot_contacts(tmp_path, monkeypatch) -> tuple[str, list[dg.DagsterEvent]]:
+    """Run the HubSpot contacts load alone, from a folder with no project secrets file; the
+    step failure's description and every event of the run."""
     from orchestration.defs.ingestion.assets import vendor_loads
     from orchestration.resources import WarehouseResource
 
-    for name in ("SOURCES__HUBSPOT__ACCESS_TOKEN", "SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no project secrets file to find the token in
-    result = dg.materialize(
-        [vendor_loads],
-        selection=[dg.AssetKey(["raw_hubspot", "contacts"])],
-        resources={"warehouse": WarehouseResource(data_dir=str(tmp_path))},
-        raise_on_error=False,
-    )
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.is_step_failure]
-    assert "ACCESS_TOKEN" in failure.event_specific_data.user_failure_data.description
-    assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
-
-
-def test_a_load_whose_key_cannot_be_sent_is_not_retried_and_the_key_stays_out(tmp_path, monkeypatch):
-    """A token with a line break at its end (a CRLF env file) cannot go in a header; sending it
-    again changes nothing, and requests' own error would quote the header, token and all."""
-    from orchestration.defs.ingestion.assets import vendor_loads
-    from orchestration.resources import WarehouseResource
-
-    token = "pat-na1-0123456789abcdef0123456789abcdef\r\n"
-    monkeypatch.delenv("SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN", raising=False)
-    monkeypatch.setenv("SOURCES__HUBSPOT__ACCESS_TOKEN", token)
-    monkeypatch.setenv("SOURCES__HUBSPOT__BASE_URL", "http://127.0.0.1:9")
     monkeypatch.chdir(tmp_path)
     result = dg.materialize(
         [vendor_loads],
@@ -82,8 +57,27 @@ def test_a_load_whose_key_cannot_be_sent_is_not_retried_and_the_key_stays_out(tm
     )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
-    description = failure.event_specific_data.user_failure_data.description
-    assert "SOURCES__HUBSPOT__ACCESS_TOKEN" in description, description
     assert not [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
-    logged = "\n".join(str(e.message) for e in result.all_events)
+    return failure.event_specific_data.user_failure_data.description, result.all_events
+
+
+def test_a_load_that_fails_for_a_missing_setting_is_not_retried(tmp_path, monkeypatch):
+    """A retry cannot supply a setting (nor make a vendor accept a key it refused): the step
+    fails at once, naming the setting, instead of trying twice more minutes later."""
+    for name in ("SOURCES__HUBSPOT__ACCESS_TOKEN", "SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    description, _ = _load_hubspot_contacts(tmp_path, monkeypatch)
+    assert "ACCESS_TOKEN" in description
+
+
+def test_a_load_whose_key_cannot_be_sent_is_not_retried_and_the_key_stays_out(tmp_path, monkeypatch):
+    """A token with a line break at its end (a CRLF env file) cannot go in a header; sending it
+    again changes nothing, and requests' own error would quote the header, token and all."""
+    token = "pat-na1-0123456789abcdef0123456789abcdef\r\n"
+    monkeypatch.delenv("SOURCES__HUBSPOT__CREDENTIALS__ACCESS_TOKEN", raising=False)
+    monkeypatch.setenv("SOURCES__HUBSPOT__ACCESS_TOKEN", token)
+    monkeypatch.setenv("SOURCES__HUBSPOT__BASE_URL", "http://127.0.0.1:9")
+    description, events = _load_hubspot_contacts(tmp_path, monkeypatch)
+    assert "SOURCES__HUBSPOT__ACCESS_TOKEN" in description, description
+    logged = "\n".join(str(e.message) for e in events)
     assert token.strip() not in logged and token.strip() not in description
