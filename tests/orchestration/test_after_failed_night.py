@@ -66,16 +66,40 @@ def test_a_night_whose_loads_fail_still_processes_its_erasure_requests(tmp_path,
         assert isinstance(erasure_after_failed_night(_failure_context(instance, night)), dg.SkipReason)
 
 
-def test_a_night_that_fails_after_its_erasure_step_starts_no_erasure_run():
+def _night_of_stand_ins(instance: dg.DagsterInstance, *, erasure_fails: bool = False):
+    """A failed run of a job named like the nightly: an erasure step, then a push that fails."""
+
     @dg.asset(key=ERASURE_KEY)
     def erased_identifiers() -> None:
-        return None
+        if erasure_fails:
+            raise RuntimeError("the warehouse is locked")
 
     @dg.asset(deps=[erased_identifiers])
     def push() -> None:
         raise ConnectionError("the platform is down")
 
+    job = dg.define_asset_job("nightly", selection=[ERASURE_KEY, push.key])
+    stand_ins = dg.Definitions(assets=[erased_identifiers, push], jobs=[job])
+    result = stand_ins.resolve_job_def("nightly").execute_in_process(instance=instance, raise_on_error=False)
+    assert not result.success
+    return result
+
+
+def test_a_night_that_fails_after_its_erasure_step_starts_no_erasure_run():
     with dg.DagsterInstance.ephemeral() as instance:
-        night = dg.materialize([erased_identifiers, push], instance=instance, raise_on_error=False)
-        assert not night.success
+        night = _night_of_stand_ins(instance)
         assert isinstance(erasure_after_failed_night(_failure_context(instance, night)), dg.SkipReason)
+
+
+def test_only_a_failed_nightly_run_starts_an_erasure_run():
+    with dg.DagsterInstance.ephemeral() as instance:
+        night = _night_of_stand_ins(instance, erasure_fails=True)
+        assert isinstance(erasure_after_failed_night(_failure_context(instance, night)), dg.RunRequest)
+        other = dg.materialize([dg.asset(name="orders")(lambda: 1 / 0)], instance=instance, raise_on_error=False)
+        assert isinstance(erasure_after_failed_night(_failure_context(instance, other)), dg.SkipReason)
+
+
+def test_the_sensor_watches_shell_launched_runs_too():
+    sensor = defs.resolve_sensor_def("erasure_after_failed_night")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor._monitor_all_code_locations  # no public accessor exists

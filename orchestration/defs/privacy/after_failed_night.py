@@ -45,12 +45,16 @@ def erasures_ran(instance: dg.DagsterInstance, run_id: str) -> bool:
         "When a nightly run fails before its erasure step (a load or a raw-data check failed), "
         "starts the erasure job so the night's erasure requests are processed anyway."
     ),
-    monitored_jobs=[nightly_job],
+    # A nightly run started from a shell (`dagster job execute -j nightly`, the way to catch up
+    # by hand) has no code location of origin: only a sensor watching every location sees it.
+    monitor_all_code_locations=True,
     request_job=erasure_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def erasure_after_failed_night(context: dg.RunFailureSensorContext):
     run = context.dagster_run
+    if run.job_name != nightly_job.name:
+        return dg.SkipReason(f"run {run.run_id} is of job {run.job_name}, not {nightly_job.name}")
     if erasures_ran(context.instance, run.run_id):
         return dg.SkipReason(f"run {run.run_id} processed its erasure requests before it failed")
     context.log.info(f"run {run.run_id} failed before its erasure step: starting the erasure job")
