@@ -199,3 +199,36 @@ def test_writes_from_the_platforms_threads_take_turns(tmp_path):
     assert errors == []
     with duckdb.connect(warehouse) as con:
         assert con.execute("SELECT count(*) FROM assignments").fetchall() == [(59 * 50 + 500,)]
+
+
+@pytest.mark.parametrize("launched", [{}, {"dry_run": True, "confirm_large_changes": True}])
+def test_the_launchpads_dry_run_and_confirmation_reach_every_sync(tmp_path, platforms, monkeypatch, launched):
+    """A dry run from the Launchpad sends nothing, anywhere; a confirmation lets a change past
+    its guard; a run given neither sends, and stops at the guard."""
+    calls: list[tuple[str, dict]] = []
+
+    def sync_suppressions(conn, target, **kwargs):
+        calls.append(("unsubscribes", kwargs))
+        return {"pending": 0, "suppressed": 0, "rejected": 0}
+
+    def sync_audience(conn, audience, target, **kwargs):
+        calls.append((audience.name, kwargs))
+        return _report(target.name, audience.name)
+
+    monkeypatch.setattr(pushes, "sync_suppressions", sync_suppressions)
+    monkeypatch.setattr(pushes, "sync_audience", sync_audience)
+    result = dg.materialize(
+        [pushes.audience_pushes],
+        resources={"warehouse": WarehouseResource(data_dir=str(tmp_path))},
+        run_config={"ops": {"audience_pushes": {"config": launched}}} if launched else None,
+        tags={"tessera/now": "2026-11-20T03:00:00+00:00"},
+    )
+    assert result.success
+    dry_run, confirm = launched.get("dry_run", False), launched.get("confirm_large_changes", False)
+    assert len([name for name, _ in calls if name == "unsubscribes"]) == len(pushes.DESTINATIONS)
+    assert len(calls) == len(pushes.SPECS)
+    for name, kwargs in calls:
+        assert kwargs["dry_run"] is dry_run, name
+        assert kwargs["now"].isoformat() == "2026-11-20T03:00:00+00:00", name
+        if name != "unsubscribes":
+            assert kwargs["confirm"] is confirm, name
