@@ -138,3 +138,29 @@ def test_dbt_tests_with_severity_error_are_blocking_checks_on_the_marts_the_push
     assert dbt_checks
     unique_key = [k for k in dbt_checks if k.name.startswith("unique_dim_customers_customer_id")]
     assert unique_key and graph.get_check_spec(unique_key[0]).blocking
+
+
+@pytest.mark.parametrize(
+    ("newest_hours_from_now", "failed", "observed"),
+    [
+        (-2, [], None),  # two hours old: sound
+        (-48, ["newest updated_at within 24 h"], 48.0),  # no new record in two days: a stalled feed
+        (3, ["updated_at not in the future"], 3.0),  # a clock or timezone gone wrong at the vendor
+    ],
+)
+def test_a_stale_or_future_newest_record_fails_its_gate(newest_hours_from_now, failed, observed):
+    from datetime import timedelta
+
+    from orchestration.defs.quality.expectations.suite import TableSuite, fresh, not_in_future
+
+    now = logical_now("2026-11-20T03:00:00+00:00")
+    suite = TableSuite("raw_shop/orders", (fresh("updated_at", 24), not_in_future("updated_at")), "orders")
+    with duckdb.connect() as con:
+        con.execute("CREATE SCHEMA raw_shop; CREATE TABLE raw_shop.orders (updated_at TIMESTAMPTZ)")
+        newest = now + timedelta(hours=newest_hours_from_now)
+        con.execute("INSERT INTO raw_shop.orders VALUES (?), (?)", [newest - timedelta(days=3), newest])
+        result = run_suite(con, suite, now)
+    assert [o.expectation.name for o in result.failed] == failed
+    if observed is not None:
+        assert result.failed[0].observed == pytest.approx(observed)
+    assert result.passed is (not failed)
