@@ -10,6 +10,7 @@ import pytest
 from ingestion.common.errors import VendorError
 from ingestion.pipelines import load, make_pipeline
 from ingestion.privacy import privacy_source, read_erasure_requests
+from tests.conftest import running_sandbox
 
 
 def test_requests_load_from_a_json_lines_file(tmp_path):
@@ -63,9 +64,29 @@ def test_requests_read_from_a_csv_file(tmp_path):
     assert request["identifiers"] == ["hubspot:contact_id:7", "shopify:customer_id:9"]
 
 
-def test_requests_read_from_the_sandbox(sandbox):
-    requests = read_erasure_requests(base_url=f"{sandbox.url}/_sandbox")
-    assert all(r["request_id"] and r["email"] for r in requests)
+@pytest.fixture()
+def served_requests(fresh_world):
+    """The sandbox over a world whose shop received two erasure requests, one after its clock."""
+    store = fresh_world / "store"
+    with duckdb.connect() as con:
+        path = f"{store}/erasure_requests.parquet"
+        con.execute(
+            f"COPY (SELECT * FROM '{path}' UNION ALL BY NAME SELECT * FROM (VALUES "
+            "('er_1', 'ana@example.com', TIMESTAMPTZ '2020-01-01 00:00:00+00', 'p1'), "
+            "('er_2', 'ben@example.com', TIMESTAMPTZ '2999-01-01 00:00:00+00', 'p2')) "
+            f"AS t(request_id, email, requested_at, _person_id)) TO '{path}.new' (FORMAT parquet)"
+        )
+        (store / "erasure_requests.parquet.new").replace(path)
+    with running_sandbox(fresh_world) as sandbox:
+        yield sandbox
+
+
+def test_requests_read_from_the_sandbox(served_requests):
+    requests = read_erasure_requests(base_url=f"{served_requests.url}/_sandbox")
+    # Only those received by the world's clock.
+    assert requests == [
+        {"request_id": "er_1", "email": "ana@example.com", "requested_at": "2020-01-01T00:00:00Z", "identifiers": []}
+    ]
 
 
 def test_a_missing_source_says_what_to_set(tmp_path):
@@ -77,10 +98,10 @@ def test_a_missing_source_says_what_to_set(tmp_path):
         read_erasure_requests(base_url="http://127.0.0.1:9")
 
 
-def test_a_key_with_a_line_break_is_used_without_it_and_a_refused_request_never_quotes_it(sandbox):
-    key = "privacy-key-0123456789SECRET"
+def test_a_key_with_a_line_break_is_used_without_it_and_a_refused_request_never_quotes_it(served_requests):
+    sandbox, key = served_requests, "privacy-key-0123456789SECRET"
     requests = read_erasure_requests(base_url=f"{sandbox.url}/_sandbox", api_key=f"{key}\r\n")
-    assert all(r["request_id"] for r in requests)
+    assert [r["request_id"] for r in requests] == ["er_1"]
     with pytest.raises(VendorError) as error:  # a line break inside cannot be stripped
         read_erasure_requests(base_url=f"{sandbox.url}/_sandbox", api_key=f"{key[:10]}\n{key[10:]}")
     assert "SOURCES__PRIVACY__API_KEY" in str(error.value)
