@@ -1,9 +1,10 @@
 {#-
-    Email-marketing consent per customer, strictest platform first: a person who unsubscribed,
-    marked a mail as spam or bounced in any platform (Klaviyo, Mailchimp, Shopify, HubSpot) is
-    not subscribed anywhere, whatever another platform still says. Only when no platform says
+    Email-marketing consent per customer, strictest platform first: a person who unsubscribed
+    or marked a mail as spam in any platform (Klaviyo, Mailchimp, Shopify, HubSpot) is not
+    subscribed anywhere, whatever another platform still says. Only when no platform says
     otherwise and one holds a subscription is the customer `subscribed`; the consent source is
-    where the earliest subscription was given.
+    where the earliest subscription was given. A bounce (hard, invalid, cleaned) is not a
+    withdrawal of consent: it sets `is_email_bounced`, which keeps them out of every audience.
 -#}
 
 with
