@@ -15,7 +15,7 @@ Resources, each merged on its primary key into `raw_klaviyo`:
 - `lists`, pk `id`: read whole every run (a handful of rows).
 - `list_memberships`, one row per (`list_id`, `profile_id`), with `joined_group_at`: Klaviyo has no feed
   of membership changes and a removal leaves no trace, so every run reads each list's members
-  whole, as ids (`/api/lists/{id}/relationships/profiles`, 1,000 a page), and replaces that
+  whole, as ids (`/api/lists/{id}/relationships/profiles`, 100 a page), and replaces that
   list's rows (merge key `list_id`). Join times come from the joins since the list's last read
   (`/api/lists/{id}/profiles` with `filter=greater-or-equal(joined_group_at,...)`, only
   `joined_group_at` requested) and, for earlier members, from the table as loaded; a list read

@@ -306,7 +306,7 @@ def _whole_list(api: KlaviyoApi, list_id: str, page_size: int) -> ListRead:
 def _list_by_ids(
     api: KlaviyoApi, list_id: str, page_size: int, ids_page_size: int, since: datetime, loaded: Mapping[str, Any]
 ) -> ListRead | None:
-    """A list's members as ids (1,000 a page), with the join times of those who joined since
+    """A list's members as ids (100 a page), with the join times of those who joined since
     `since` read from Get List Profiles and the others' from the table as loaded. None when a
     member's join time is known from neither (then the list is read whole): one who joined
     between the two reads, or a table that lost rows."""
@@ -349,9 +349,9 @@ def list_membership_rows(
     arrive clean keeps its previous rows for up to `REPAIR_RUNS` runs (replacing it would drop the
     members in quarantine as if they had left), then is replaced with what arrived clean.
 
-    Klaviyo has no feed of removals, so who is in a list is read whole every run, but as ids,
-    1,000 a page (a list of 475,000 is 475 pages, 41 s at the endpoint's 700 a minute; with join
-    times, 100 a page, it was 6.8 min). Join times come from the joins since the list's last read
+    Klaviyo has no feed of removals, so who is in a list is read whole every run, but as ids
+    only (100 a page, the endpoint's maximum: a list of 475,000 is 4,750 pages, about 6.5 min at
+    its 750 a minute). Join times come from the joins since the list's last read
     (less `LOOKBACK_SECONDS`) and, for earlier members, from the table as loaded. A list read for
     the first time is read whole with its join times."""
     state = dlt.current.resource_state()

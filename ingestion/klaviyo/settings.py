@@ -25,7 +25,7 @@ RATE_LIMIT_RESET = "RateLimit-Reset"
 
 PROFILES_PAGE_SIZE = 100  # Get Profiles' maximum `page[size]`
 LIST_MEMBERS_PAGE_SIZE = 100  # Get List Profiles' maximum `page[size]`
-LIST_MEMBER_IDS_PAGE_SIZE = 1000  # Get Profile IDs for List's maximum `page[size]`
+LIST_MEMBER_IDS_PAGE_SIZE = 100  # Get Profile IDs for List's maximum `page[size]` (a larger one is a 400)
 # Get Events serves at most 200 per page in every revision (recent ones accept up to 1000).
 EVENTS_PAGE_SIZE = 200
 

@@ -300,6 +300,11 @@ def test_lists_members_metrics_and_campaigns(sandbox) -> None:
 
     members, _ = walk(sandbox, f"/api/lists/{ids['klaviyo_list_id']}/relationships/profiles", {"page[size]": "100"})
     assert len(members) == truth(sandbox, "SELECT count(*) FROM klaviyo_list_members WHERE joined_at <= $c", c=now)
+    # As Klaviyo's reference gives it: `page[size]` at most 100, sorted by join time only.
+    ids_path = f"/api/lists/{ids['klaviyo_list_id']}/relationships/profiles"
+    error = error_of(api(sandbox, "GET", ids_path, params={"page[size]": "1000"}), 400, "invalid")
+    assert error["source"] == {"parameter": "page[size]"}
+    error_of(api(sandbox, "GET", ids_path, params={"sort": "id"}), 400, "invalid")
     full = api(sandbox, "GET", f"/api/lists/{ids['klaviyo_list_id']}/profiles", params={"page[size]": "3"}).json()
     assert all("joined_group_at" in p["attributes"] for p in full["data"])
 

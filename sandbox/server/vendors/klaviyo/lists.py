@@ -248,8 +248,8 @@ LIST_PROFILE_IDS = Collection(
     source=_list_profiles_source,
     render=lambda ctx, rows: [{"type": "profile", "id": r["id"]} for r in rows],
     filters=_MEMBER_FILTERS,
-    sorts={"id": "id", "joined_group_at": "joined_group_at"},
-    max_size=1000,  # Get Profile IDs for List: up to 1,000 a page
+    sorts={"joined_group_at": "joined_group_at"},  # the only sort Klaviyo documents for it
+    max_size=100,  # Get Profile IDs for List: `page[size]` at most 100, as Klaviyo's reference gives
     windows=_list_profile_windows,
 )
 

@@ -350,6 +350,10 @@ def _page_size(ctx: Ctx, coll: Collection) -> int:
 
 def _sort(ctx: Ctx, coll: Collection) -> tuple[str, str, bool]:
     """(sort name as given, SQL expression, descending)."""
+    if not ctx.query.get("sort") and coll.default_sort not in coll.sorts:
+        # An order Klaviyo keeps without offering it as a `sort` (by id, where only the join
+        # time may be asked for).
+        return coll.default_sort, coll.default_sort, False
     given = ctx.query.get("sort") or coll.default_sort
     name = given.removeprefix("-")
     if name not in coll.sorts:
