@@ -50,7 +50,8 @@ def shopify_source(
     """The Admin REST API of the shop at `base_url` (https://<shop>.myshopify.com for a real shop).
 
     Configure with `SOURCES__SHOPIFY__BASE_URL`, `SOURCES__SHOPIFY__ACCESS_TOKEN` (an Admin API
-    access token) and `SOURCES__SHOPIFY__API_VERSION`, or the same keys in `.dlt/config.toml` /
+    access token with `read_customers`, `read_orders`, `read_products` and `read_all_orders`;
+    without the last Shopify serves only 60 days of orders, and the orders' read warns) and `SOURCES__SHOPIFY__API_VERSION`, or the same keys in `.dlt/config.toml` /
     `.dlt/secrets.toml`. `retry_policy` and `pacer` default to the patient production values.
     """
     session = VendorSession(VENDOR, "access_token", retry_policy, pacer or ShopifyBucketPacer())

@@ -18,6 +18,7 @@ from ingestion.common.pacing import ShopifyBucketPacer
 from ingestion.pipelines import load
 from ingestion.shopify import shopify_source
 from ingestion.shopify.settings import LOOKBACK_SECONDS
+from tests.conftest import running_sandbox
 from tests.ingestion.support import (
     FAULTS,
     assert_failing_run_keeps_cursors,
@@ -42,9 +43,9 @@ ENTITIES = {
     "abandoned_checkouts": ("shopify_checkouts", "checkout_id"),
 }
 CURSOR_RESOURCES = tuple(ENTITIES)
-# One page per listing when nothing much changed: customers, orders (status=any), products,
-# and abandoned checkouts (status=open and status=closed).
-LISTINGS = 5
+# Requests of a run when nothing much changed: one page per listing (customers, orders (status=any), products,
+# and abandoned checkouts (status=open and status=closed)), and the token's scopes, read once.
+QUIET_RUN_REQUESTS = 5 + 1
 FAST = RetryPolicy(max_attempts=8, backoff_base=0.01, backoff_max=0.1, timeout=30)
 
 
@@ -187,7 +188,7 @@ def test_a_second_run_reads_only_the_lookback_window(sandbox, tmp_path):
 
     load(_source(sandbox), pipeline)
     assert _loaded(tmp_path) == before
-    assert _requests(sandbox) == LISTINGS
+    assert _requests(sandbox) == QUIET_RUN_REQUESTS
     # What was read again is the records changed within the lookback before each cursor.
     rows_read = extracted(pipeline)
     for table, (rows, _) in before.items():
@@ -229,7 +230,7 @@ def test_after_a_day_passes_only_the_new_day_is_read(private_sandbox, tmp_path):
     )
     assert changed > 0
     assert extracted(pipeline)["orders"] == changed
-    assert _requests(private_sandbox) < 2 * LISTINGS
+    assert _requests(private_sandbox) < 2 * QUIET_RUN_REQUESTS
 
 
 def test_faults_quarantine_bad_records_and_the_next_run_repairs_them(sandbox, tmp_path):
@@ -292,3 +293,36 @@ def test_a_wrong_base_url_fails_at_once_naming_the_setting(sandbox, tmp_path):
     # A server that is not a Shopify shop (here: the sandbox without the vendor prefix).
     source = shopify_source(base_url=sandbox.url, access_token=_token(sandbox.world), retry_policy=FAST)
     assert_load_fails_naming(source, _pipeline(tmp_path / "other"), "SOURCES__SHOPIFY__BASE_URL")
+
+
+def test_a_token_without_read_all_orders_loads_60_days_and_says_so(fresh_world, tmp_path, caplog, monkeypatch):
+    """Shopify serves only the last 60 days of orders to an app without `read_all_orders`, and
+    no error says so: the load does. (The test world spans 30 days: its window is made 10.)"""
+    import logging
+
+    from sandbox.server.vendors.shopify import api as shopify_api
+
+    monkeypatch.setattr(shopify_api, "RECENT_ORDERS_DAYS", 10)
+    meta = json.loads((fresh_world / "world.json").read_text())
+    meta["credentials"]["shopify"]["scopes"] = ["read_customers", "read_orders", "read_products"]
+    (fresh_world / "world.json").write_text(json.dumps(meta))
+    with running_sandbox(fresh_world) as sandbox, caplog.at_level(logging.WARNING, logger="tessera.ingestion"):
+        load(_source(sandbox).with_resources("orders"), _pipeline(tmp_path))
+        clock = datetime.fromisoformat(sandbox.control("GET", "clock").json()["clock"])
+    assert "lacks the read_all_orders scope" in caplog.text
+    [(loaded, oldest)] = warehouse_rows(tmp_path, "SELECT count(*), min(created_at) FROM raw_shopify.orders")
+    assert loaded > 0 and clock - oldest <= timedelta(days=10)
+    [(older,)] = store_rows(
+        fresh_world,
+        "SELECT count(*) FROM '{store}/shopify_orders.parquet'"
+        " WHERE created_at < $clock::TIMESTAMPTZ - INTERVAL 10 DAY",
+    )
+    assert older > 0  # the world has older orders, which this token cannot see
+
+
+def test_a_token_with_every_scope_raises_no_warning(sandbox, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="tessera.ingestion"):
+        load(_source(sandbox).with_resources("orders"), _pipeline(tmp_path))
+    assert "read_all_orders" not in caplog.text

@@ -31,6 +31,11 @@ VERSION_RE = re.compile(r"^(\d{4}-\d{2}|unstable)$")
 CALL_LIMIT_HEADER = "X-Shopify-Shop-Api-Call-Limit"
 AUTH_ERROR = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 THROTTLE_ERROR = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
+#: The app's access scopes when the world names none: every read the loader needs.
+DEFAULT_SCOPES = ("read_customers", "read_orders", "read_all_orders", "read_products")
+#: Without `read_all_orders`, "only the last 60 days' worth of orders from a store are
+#: accessible from the Order resource" (Shopify's Order reference).
+RECENT_ORDERS_DAYS = 60
 #: Shopify's documented Retry-After on a throttled REST call.
 RETRY_AFTER_SECONDS = 2.0
 DOCUMENTED_CAPACITY = 40
@@ -61,6 +66,7 @@ class ShopifyApi:
         credentials = state.credentials(VENDOR)
         self.token: str | None = credentials.get("access_token")
         self.shop = Shop(credentials.get("shop", "sandbox-shop"))
+        self.scopes: tuple[str, ...] = tuple(credentials.get("scopes") or DEFAULT_SCOPES)
 
     # -- request plumbing ---------------------------------------------------------------------
 
@@ -128,9 +134,15 @@ class ShopifyApi:
         known = {"ids", "since_id", *dates, *resource.filters}
         return {name: value for name, value in query if name in known and value.strip()}
 
-    @staticmethod
-    def _where(resource: Resource, filters: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
-        conditions: list[str] = ["TRUE"]
+    def _granted(self, resource: Resource) -> str:
+        """The rows the token's scopes let it see: orders of the last 60 days only, without
+        `read_all_orders`."""
+        if resource.name == "orders" and "read_all_orders" not in self.scopes:
+            return f"created_ts >= $clock - INTERVAL {RECENT_ORDERS_DAYS} DAY"
+        return "TRUE"
+
+    def _where(self, resource: Resource, filters: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
+        conditions: list[str] = [self._granted(resource)]
         bound: dict[str, Any] = {}
         for name, value in {**resource.defaults, **filters}.items():
             if name == "ids":
@@ -222,7 +234,8 @@ class ShopifyApi:
         def handle(request: Request) -> Response:
             id_ = request.path_params["id"]
             fields = params.fields(request.query_params.get("fields"))
-            rows = self._rows(f"SELECT * FROM ({resource.visible_sql}) v WHERE id = $id", {"id": id_})
+            granted = self._granted(resource)
+            rows = self._rows(f"SELECT * FROM ({resource.visible_sql}) v WHERE id = $id AND {granted}", {"id": id_})
             if not rows:
                 return error_response(404, None)
             # Faults are keyed per object so that a single GET never receives another page's
@@ -243,6 +256,14 @@ def mount(state: SandboxState) -> Mount:
         routes.append(Route(f"{base}/count.json", api.endpoint(api.count_handler(resource)), methods=["GET"]))
         if resource.single:
             routes.append(Route(f"{base}/{{id:int}}.json", api.endpoint(api.single_handler(resource)), methods=["GET"]))
+
+    def access_scopes(request: Request) -> Response:
+        """`GET /admin/oauth/access_scopes.json`: the scopes the token was granted (unversioned)."""
+        if not auth.matches(auth.header(request, "X-Shopify-Access-Token"), api.token):
+            return error_response(401, None)
+        return JSONResponse({"access_scopes": [{"handle": scope} for scope in api.scopes]})
+
+    routes.append(Route("/admin/oauth/access_scopes.json", access_scopes, methods=["GET"]))
 
     def not_found(request: Request) -> Response:
         return error_response(404, None)
