@@ -13,6 +13,7 @@ SEED ?= 42
 CUSTOMERS ?= 3000
 DAYS ?= 90
 PORT ?= 8700
+DAGSTER_PORT ?= 3000
 # pytest workers: one per core (conftest keeps each module, and the modules sharing a world, on one)
 TEST_WORKERS ?= auto
 
@@ -64,11 +65,11 @@ format: setup  ## apply ruff's formatting and fixes
 sandbox: setup  ## serve the demo's sandbox world on PORT (generate it first with `make demo`)
 	.venv/bin/python -m sandbox serve --world data/sandbox --port $(PORT)
 
-dev: setup  ## the Dagster UI and daemon on http://127.0.0.1:3000, against a running `make sandbox`
+dev: setup  ## the Dagster UI and daemon on http://127.0.0.1:DAGSTER_PORT (default 3000), against a running `make sandbox`
 	mkdir -p data/dagster_home && cp orchestration/dagster.yaml data/dagster_home/dagster.yaml
 	eval "$$(.venv/bin/python -m sandbox env --world data/sandbox --url http://127.0.0.1:$(PORT))" && \
 	  DAGSTER_HOME=$(CURDIR)/data/dagster_home TESSERA_DATA_DIR=$(CURDIR)/data \
-	  exec .venv/bin/dagster dev -w workspace.yaml
+	  exec .venv/bin/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
 
 DOCS_PORT ?= 8080
 docs: setup  ## generate the dbt docs from the warehouse and serve them on DOCS_PORT (default 8080)

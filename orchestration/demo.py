@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         _print_identity_scores(data / "warehouse.duckdb", world)
         # Analysts query the read-only copy: a connection to the warehouse would stop the next load.
         print(
-            f"Open the Dagster UI with `make dev`; query the marts with `duckdb -readonly {data / 'analysts.duckdb'}`."
+            f"Open the Dagster UI with `make sandbox` and `make dev` (two terminals); query the marts in the "
+            f"read-only copy {data / 'analysts.duckdb'} (README: Querying the marts)."
         )
         return 0
     finally:

@@ -51,8 +51,9 @@ def shopify_source(
 
     Configure with `SOURCES__SHOPIFY__BASE_URL`, `SOURCES__SHOPIFY__ACCESS_TOKEN` (an Admin API
     access token with `read_customers`, `read_orders`, `read_products` and `read_all_orders`;
-    without the last Shopify serves only 60 days of orders, and the orders' read warns) and `SOURCES__SHOPIFY__API_VERSION`, or the same keys in `.dlt/config.toml` /
-    `.dlt/secrets.toml`. `retry_policy` and `pacer` default to the patient production values.
+    without the last Shopify serves only 60 days of orders, and the orders' read warns) and
+    `SOURCES__SHOPIFY__API_VERSION`, or the same keys in `.dlt/config.toml` / `.dlt/secrets.toml`.
+    `retry_policy` and `pacer` default to the patient production values.
     """
     session = VendorSession(VENDOR, "access_token", retry_policy, pacer or ShopifyBucketPacer())
     session.headers.update({"X-Shopify-Access-Token": access_token, "Accept": "application/json"})
