@@ -6,7 +6,7 @@ into an Arrow table (see `parse.py`), which dlt loads as it is.
 
 Incremental by day with the API's own filter (`from_date`/`to_date`, whole UTC days): a run
 exports from the day of (newest loaded event - LOOKBACK_DAYS) to the project's today, because
-events reach Mixpanel up to three days late. Days whose export carried corrupt lines are
+events reach the export up to five days late (offline phones). Days whose export carried corrupt lines are
 exported again on the next runs, so what the quarantine caught in transit arrives once the
 vendor serves it clean.
 

@@ -9,10 +9,11 @@ EXPORT_PATH = "api/2.0/export"
 # First day exported when the pipeline has no cursor yet (`SOURCES__MIXPANEL__START_DATE`).
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
-# Events reach Mixpanel up to 3 days after they happened (an offline phone, a late batch), so
-# every run re-exports the days since (newest loaded event - LOOKBACK_DAYS); merge on the
-# insert id keeps that idempotent.
-LOOKBACK_DAYS = 3
+# Events reach the export up to 5 days after they happened ("offline iOS and Android data may
+# take up to 5 days to enter the raw data store", Mixpanel's export reference), so every run
+# re-exports the days since (newest loaded event - LOOKBACK_DAYS); merge on the insert id keeps
+# that idempotent. A shorter window would leave a phone's late events out for good.
+LOOKBACK_DAYS = 5
 
 # One query per range of days, not per day: the export allows 60 queries an hour. A range this
 # long bounds what a dropped connection makes a run read again.
