@@ -142,6 +142,22 @@ def test_comments_newest_first_with_from_and_paging(sandbox) -> None:
     assert len(seen) == len(set(seen)) == len(expected) and set(seen) == {r[0] for r in expected}
 
 
+def test_comments_come_at_most_50_a_query_whatever_the_limit(sandbox, monkeypatch) -> None:
+    """The comments edge's reference: "Returns a maximum of 50 comments per query". The test
+    world's posts have fewer, so the cap is lowered to see it served."""
+    from sandbox.server.vendors import instagram
+
+    assert instagram.MAX_COMMENTS_LIMIT == 50
+    monkeypatch.setattr(instagram, "MAX_COMMENTS_LIMIT", 5)
+    media, _ = walk(sandbox, f"{creds(sandbox)['ig_user_id']}/media", fields=MEDIA_FIELDS, limit=100)
+    busiest = max(media, key=lambda m: m["comments_count"])
+    assert busiest["comments_count"] > 5
+    first = get(sandbox, f"{busiest['id']}/comments", fields=COMMENT_FIELDS, limit=10).json()
+    assert len(first["data"]) == 5 and first["paging"]["next"]
+    comments, _ = walk(sandbox, f"{busiest['id']}/comments", fields=COMMENT_FIELDS, limit=10)
+    assert len(comments) == busiest["comments_count"]
+
+
 def test_tags_edge_lists_mentions(sandbox) -> None:
     ig_user, now = creds(sandbox)["ig_user_id"], clock(sandbox)
     records, _ = walk(sandbox, f"{ig_user}/tags", fields=TAG_FIELDS, limit=2)

@@ -48,6 +48,8 @@ from sandbox.server.vendors.instagram.queries import InstagramStore, Page
 VENDOR = "instagram"
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
+#: "Returns a maximum of 50 comments per query" (IG Media comments edge reference).
+MAX_COMMENTS_LIMIT = 50
 _VERSION = re.compile(r"v\d+\.\d+")
 #: Node types (for error messages) of object-valued fields.
 _NESTED = {"from": "IGCommentFromUser", "media": "IGMedia", "owner": "IGUser"}
@@ -73,7 +75,7 @@ def _fields(params: QueryParams, node_type: str) -> Fields:
     return parse_fields(params.get("fields") or _DEFAULT_FIELDS[node_type])
 
 
-def _limit(params: QueryParams) -> int:
+def _limit(params: QueryParams, maximum: int = MAX_LIMIT) -> int:
     text = params.get("limit")
     if not text:
         return DEFAULT_LIMIT
@@ -83,7 +85,7 @@ def _limit(params: QueryParams) -> int:
         raise invalid_parameter(f"Param limit must be a number, got {text!r}") from None
     if limit < 1:
         raise invalid_parameter("Param limit must be a positive number")
-    return min(limit, MAX_LIMIT)
+    return min(limit, maximum)
 
 
 def _time_param(params: QueryParams, name: str) -> datetime | None:
@@ -126,6 +128,7 @@ class _Handler:
         if edge == "comments":
             if node_id == self.store.ig_user_id or self.store.media(node_id) is None:
                 raise no_such_object(node_id)
+            paging["limit"] = min(paging["limit"], MAX_COMMENTS_LIMIT)
             page = self.store.comments_page(node_id, **paging)
             return self._page_body(f"comments:{node_id}", page, "IGComment")
         if node_id != self.store.ig_user_id and self.store.media(node_id) is None:
