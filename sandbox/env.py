@@ -8,7 +8,9 @@ logical time is the world's clock when these are computed: compute them again af
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 
 def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
@@ -16,7 +18,7 @@ def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
     c = meta["credentials"]
     base = base_url.rstrip("/")
     clock = meta["clock"]
-    return {
+    env = {
         # The run's logical time is the world's clock, weeks behind the wall clock: time rules
         # in the marts and the last day the Mixpanel export is asked for.
         "TESSERA_NOW": clock,
@@ -41,3 +43,10 @@ def sandbox_env(base_url: str, world: Path) -> dict[str, str]:
         # The shop's erasure requests: no vendor API carries them, the sandbox serves its own.
         "SOURCES__PRIVACY__BASE_URL": f"{base}/_sandbox",
     }
+    zone = c["mixpanel"].get("project_timezone")
+    if zone:
+        # A project created before 2023: its days are its own time zone's, so is its today.
+        local = datetime.fromisoformat(clock.replace("Z", "+00:00")).astimezone(ZoneInfo(zone))
+        env["SOURCES__MIXPANEL__PROJECT_TIMEZONE"] = zone
+        env["SOURCES__MIXPANEL__END_DATE"] = local.date().isoformat()
+    return env

@@ -4,11 +4,12 @@ Hand-written rather than `rest_api`: the export is one streamed JSONL body per d
 pages of JSON. The body is cut into blocks of complete lines and each block is parsed in bulk
 into an Arrow table (see `parse.py`), which dlt loads as it is.
 
-Incremental by day with the API's own filter (`from_date`/`to_date`, whole UTC days): a run
-exports from the day of (newest loaded event - LOOKBACK_DAYS) to the project's today, because
-events reach the export up to five days late (offline phones). Days whose export carried corrupt lines are
-exported again on the next runs, so what the quarantine caught in transit arrives once the
-vendor serves it clean.
+Incremental by day with the API's own filter (`from_date`/`to_date`, whole UTC days, or the
+project's own days for a project created before 2023, whose `time` is then in its time zone
+too: `PROJECT_TIMEZONE`): a run exports from the day of (newest loaded event - LOOKBACK_DAYS)
+to the project's today, because events reach the export up to five days late (offline phones).
+Days whose export carried corrupt lines are exported again on the next runs, so what the
+quarantine caught in transit arrives once the vendor serves it clean.
 
 "Today" is the run's logical date when `SOURCES__MIXPANEL__END_DATE` is set (the orchestrator's
 schedule tick, or the sandbox's clock). Otherwise it is the wall clock's UTC date, checked with
@@ -24,15 +25,18 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dlt
 import pyarrow.compute as pc
+from dlt.common.exceptions import PipelineStateNotAvailable
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
 
+from ingestion.common.errors import VendorError, setting
 from ingestion.common.http import RetryPolicy
 from ingestion.common.quarantine import quarantine_row
-from ingestion.mixpanel.helpers import ExportClient, plan_ranges
+from ingestion.mixpanel.helpers import VENDOR, ExportClient, plan_ranges
 from ingestion.mixpanel.parse import INVALID_JSON, NOT_UTF8, BlockParser, ParsedBlock, SeenIds, day_of_fragment
 from ingestion.mixpanel.settings import BLOCK_BYTES, DAYS_PER_QUERY, LOOKBACK_DAYS, REPAIR_ATTEMPTS, START_DATE
 from ingestion.pipelines import warehouse_of
@@ -55,14 +59,19 @@ def mixpanel_source(
     end_date: str | None = None,
     gzip: bool = True,
     retry_policy: RetryPolicy | None = None,
+    project_timezone: str | None = None,
 ) -> DltResource:
     """Events from Mixpanel's Raw Event Export at `base_url` (https://data.mixpanel.com for the
     real service; data-eu / data-in for EU and India residency).
 
     Settings: `SOURCES__MIXPANEL__BASE_URL`, `..._PROJECT_ID`, and a service account in
     `..._USERNAME` / `..._SECRET`. Optional: `..._START_DATE` (first day of the first run,
-    yyyy-mm-dd), `..._END_DATE` (the run's logical date, the last day exported).
+    yyyy-mm-dd), `..._END_DATE` (the run's logical date, the last day exported),
+    `..._PROJECT_TIMEZONE` for a project created before 1 January 2023: Mixpanel exports such a
+    project's days and `time` in the project's time zone (an IANA name, e.g. `US/Pacific`, as
+    the project's settings show it), not UTC.
     """
+    project_timezone = _checked_timezone(project_timezone)
     client = ExportClient(base_url, project_id, username, secret, policy=retry_policy, gzip=gzip)
     last_day = date.fromisoformat(end_date) if end_date else None
     cursor = {}
@@ -73,12 +82,26 @@ def mixpanel_source(
             lag=LOOKBACK_SECONDS,
             on_cursor_value_missing="include",
         )
-    resource = events(client, last_day, **cursor)
+    resource = events(client, last_day, project_timezone=project_timezone, **cursor)
     if _first_load():
         # Nothing loaded yet, and a run never passes an insert id twice (`SeenIds`): appending
         # gives the same table as the merge and skips its anti-join, about a quarter of the load.
         resource.apply_hints(write_disposition="append")
     return resource
+
+
+def _checked_timezone(name: str | None) -> str | None:
+    """The project's time zone as given, or None for UTC; a name no time zone has stops the load."""
+    if not name or not name.strip() or name.strip().upper() == "UTC":
+        return None
+    try:
+        ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise VendorError(
+            VENDOR,
+            f"{setting(VENDOR, 'project_timezone')}={name!r} is not a time zone; use an IANA name like US/Pacific",
+        ) from None
+    return name.strip()
 
 
 def _first_load() -> bool:
@@ -89,7 +112,10 @@ def _first_load() -> bool:
     would be appended twice. The table is asked too: dlt writes the events and the state row as
     separate jobs of one package, so a load cut off between them leaves events with no cursor
     behind them, and appending again would load each of them twice."""
-    resource_state = dlt.current.source_state().get("resources", {}).get(RESOURCE, {})
+    try:
+        resource_state = dlt.current.source_state().get("resources", {}).get(RESOURCE, {})
+    except PipelineStateNotAvailable:  # made before its pipeline: the merge is right either way
+        return False
     if resource_state.get("incremental", {}).get("time", {}).get("last_value"):
         return False
     return not _events_in_warehouse()
@@ -121,6 +147,7 @@ def _events_in_warehouse() -> bool:
 def events(
     client: ExportClient,
     end_date: date | None = None,
+    project_timezone: str | None = None,
     event_time: dlt.sources.incremental[datetime] = dlt.sources.incremental(
         "time", initial_value=START_DATE, lag=LOOKBACK_SECONDS, on_cursor_value_missing="include"
     ),
@@ -134,11 +161,13 @@ def events(
     # cursor is set once, below, from the newest event of the run.
     event_time.advance(None)
 
-    start = _utc(event_time.start_value).date()
-    end = end_date or client.latest_day(datetime.now(UTC).date(), earliest=start)
+    # Days as the export reads them: UTC, or the project's own for a project on its time zone.
+    zone = ZoneInfo(project_timezone) if project_timezone else UTC
+    start = _utc(event_time.start_value).astimezone(zone).date()
+    end = end_date or client.latest_day(datetime.now(zone).date(), earliest=start)
     start = min(start, end)
     run = _Run()
-    parser = BlockParser()
+    parser = BlockParser(project_timezone=project_timezone)
     try:
         # One block is parsed (DuckDB, off the GIL) while the previous one is written by dlt.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixpanel-parse") as pool:

@@ -61,7 +61,7 @@ def _prop(name: str) -> str:
     return f"p[{_lit(name)}]"
 
 
-def _build_query(guarded: bool) -> str:
+def _build_query(guarded: bool, project_timezone: str | None = None) -> str:
     keys = ["$insert_id", "time", "mp_processing_time_ms"]
     keys += [key for _, key in STRING_PROPERTIES]
     keys += [*DOUBLE_PROPERTIES, *INTEGER_PROPERTIES, *BOOLEAN_PROPERTIES, *JSON_PROPERTIES]
@@ -83,6 +83,12 @@ def _build_query(guarded: bool) -> str:
             f"WHEN {value} >= {_EPOCH_MS_ABOVE} AND {value} < 1e14 THEN to_timestamp({value} / 1000) END"
         )
 
+    event_time = epoch(_prop("time"))
+    if project_timezone:
+        # A project created before 2023 exports `time` as seconds of its own wall clock: read
+        # them as that zone's local time (the connection's TimeZone is UTC, so the cast to
+        # TIMESTAMP keeps the digits), daylight saving included.
+        event_time = f"timezone({_lit(project_timezone)}, ({event_time})::TIMESTAMP)"
     numbers = [*DOUBLE_PROPERTIES, *INTEGER_PROPERTIES]
     bad = [
         "p IS NULL",
@@ -105,7 +111,7 @@ def _build_query(guarded: bool) -> str:
     return (
         f"WITH raw AS (SELECT rn, line, {parsed} AS s FROM lines), "
         f"flat AS (SELECT rn, s['event'] AS event, s['properties'] AS p, {rest} AS other_properties FROM raw), "
-        f"timed AS (SELECT *, {epoch(_prop('time'))} AS time FROM flat) "
+        f"timed AS (SELECT *, {event_time} AS time FROM flat) "
         f"SELECT rn, ({' OR '.join(bad)}) AS _bad, {', '.join(columns)} FROM timed"
     )
 
@@ -137,7 +143,8 @@ def lines_array(block: bytes | memoryview) -> pa.LargeStringArray:
 
 
 def day_of_fragment(text: str) -> date | None:
-    """The UTC day of a line cut short, when its `time` made it through (it comes first)."""
+    """The export day of a line cut short, when its `time` made it through (it comes first): the
+    UTC day, or for a project on its own time zone (seconds of its wall clock) its local day."""
     found = _TIME_IN_FRAGMENT.search(text)
     if not found:
         return None
@@ -148,9 +155,14 @@ def day_of_fragment(text: str) -> date | None:
 class BlockParser:
     """Parses blocks on one in-memory DuckDB connection (a small memory limit: a block is MBs)."""
 
-    def __init__(self, memory_limit: str = "1GB") -> None:
+    def __init__(self, memory_limit: str = "1GB", project_timezone: str | None = None) -> None:
         self._con = duckdb.connect(config={"memory_limit": memory_limit})
         self._con.execute("SET TimeZone = 'UTC'")
+        self._fast, self._guarded = (
+            (_build_query(False, project_timezone), _build_query(True, project_timezone))
+            if project_timezone
+            else (FAST_QUERY, GUARDED_QUERY)
+        )
 
     def close(self) -> None:
         self._con.close()
@@ -161,13 +173,13 @@ class BlockParser:
             return ParsedBlock(None)
         rejected: list[tuple[object, str]] = []
         try:
-            result = self._run(FAST_QUERY, lines)
+            result = self._run(self._fast, lines)
         except duckdb.Error:
             try:
-                result = self._run(GUARDED_QUERY, lines)
+                result = self._run(self._guarded, lines)
             except duckdb.Error:
                 lines, rejected = _json_lines_only(lines)
-                result = self._run(GUARDED_QUERY, lines)
+                result = self._run(self._guarded, lines)
         bad = result.column("_bad")
         if pc.any(bad).as_py():
             bad = pc.fill_null(bad, True)

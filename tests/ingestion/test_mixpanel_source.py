@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import dlt
 import duckdb
@@ -28,6 +29,8 @@ from ingestion.mixpanel.settings import (
     STRING_PROPERTIES,
 )
 from ingestion.pipelines import load, make_pipeline, restore_state
+from sandbox.env import sandbox_env
+from tests.conftest import running_sandbox
 
 FAST = RetryPolicy(max_attempts=8, backoff_base=0.01, backoff_max=0.05, timeout=30)
 
@@ -201,7 +204,8 @@ def test_faults_quarantine_the_corrupt_lines_and_the_next_run_repairs_them(sandb
 def test_a_run_that_lost_its_local_state_merges_and_a_locked_warehouse_stops_it(sandbox, tmp_path):
     """As the Dagster asset runs a source: state restored from the warehouse, then the source."""
     end = _clock(sandbox.world).date().isoformat()
-    load(_source(sandbox, end_date=end), _pipeline(tmp_path))
+    pipeline = _pipeline(tmp_path)  # active before the source is made: it reads the state
+    load(_source(sandbox, end_date=end), pipeline)
     before = _rows(tmp_path)
     # A run that dies before dlt restores its state leaves the pipelines folder empty.
     _pipeline(tmp_path).drop()
@@ -331,3 +335,49 @@ def test_ranges_merge_repair_days_and_respect_the_query_length():
         (d("2026-01-01"), d("2026-01-31")),
         (d("2026-02-01"), d("2026-03-01")),
     ]
+
+
+def _legacy_project(world: Path, zone: str) -> None:
+    """The world's Mixpanel project as one created before 2023: days and `time` in `zone`."""
+    meta = _meta(world)
+    meta["credentials"]["mixpanel"]["project_timezone"] = zone
+    (world / "world.json").write_text(json.dumps(meta))
+
+
+def test_a_project_on_its_own_time_zone_loads_true_times_when_the_zone_is_set(fresh_world, tmp_path):
+    """Mixpanel exports a project created before 2023 in the project's time zone ("seconds since
+    January 1, 1970 in your project's timezone"): with its zone set, every event lands at the
+    instant it happened; without it, hours off."""
+    _legacy_project(fresh_world, "US/Pacific")
+    store = f"read_parquet('{fresh_world}/store/mixpanel_events.parquet')"
+    with running_sandbox(fresh_world) as sandbox:
+        end = datetime.fromisoformat(_meta(fresh_world)["clock"]).astimezone(ZoneInfo("US/Pacific")).date()
+        pipeline = _pipeline(tmp_path)
+        load(_source(sandbox, end_date=end.isoformat(), project_timezone="US/Pacific"), pipeline)
+        pipeline = _pipeline(tmp_path / "unset")
+        load(_source(sandbox, end_date=end.isoformat()), pipeline)
+        # `sandbox env` sets the zone, and the project's today as the last day.
+        env = sandbox_env(sandbox.url, fresh_world)
+        assert env["SOURCES__MIXPANEL__PROJECT_TIMEZONE"] == "US/Pacific"
+        assert env["SOURCES__MIXPANEL__END_DATE"] == end.isoformat()
+    truth = f"SELECT json_extract_string(properties, '$.\"$insert_id\"') AS insert_id, time FROM {store}"
+    off_by: dict[str, tuple[int, int]] = {}
+    for name, folder in (("set", tmp_path), ("unset", tmp_path / "unset")):
+        with duckdb.connect(str(folder / "warehouse.duckdb"), read_only=True) as con:
+            off_by[name] = con.execute(
+                "SELECT count(*), count(*) FILTER (WHERE abs(epoch(e.time) - epoch(t.time)) >= 1) "
+                f"FROM raw_mixpanel.events e JOIN ({truth}) t USING (insert_id)"
+            ).fetchall()[0]
+    joined, off = off_by["set"]
+    assert joined > 1000 and off == 0
+    joined, off = off_by["unset"]
+    assert joined > 1000 and off == joined  # every event seven or eight hours off
+    # The days asked for are the project's: the whole visible history came in once, no more.
+    [(loaded,)] = _query(tmp_path, "SELECT count(*) FROM raw_mixpanel.events")
+    assert loaded == _visible(fresh_world)
+
+
+def test_a_project_time_zone_that_does_not_exist_stops_the_load_naming_the_setting(sandbox, tmp_path):
+    _pipeline(tmp_path)  # the source reads the pipeline's state when it is made
+    with pytest.raises(Exception, match="SOURCES__MIXPANEL__PROJECT_TIMEZONE='Pacific Time' is not a time zone"):
+        _source(sandbox, project_timezone="Pacific Time")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pyarrow as pa
@@ -143,23 +144,31 @@ def _where_sql(expression: str) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
-def _parse_query(request: Request, clock: datetime) -> tuple[str, list[Any], str]:
-    """(SQL, parameters, stream key) for the export the request asks for."""
+def _parse_query(request: Request, clock: datetime, project_timezone: str | None = None) -> tuple[str, list[Any], str]:
+    """(SQL, parameters, stream key) for the export the request asks for. A project created
+    before 2023 (`project_timezone` set) has its days and `time` in its own time zone: "returned
+    timestamps are expressed in seconds since January 1, 1970 in your project's timezone"."""
     q = request.query_params
     start, end = _parse_date(q, "from_date"), _parse_date(q, "to_date")
     if end < start:
         raise ExportError(400, "'to_date' cannot be earlier than 'from_date'")
-    if end > clock.date():
+    zone = ZoneInfo(project_timezone) if project_timezone else UTC
+    if end > clock.astimezone(zone).date():
         # The data store answers this for a day that has not begun in the project's timezone.
         raise ExportError(400, "to_date cannot be later than today")
+    properties = "properties"
+    if project_timezone:
+        # Whole seconds of the project's wall clock, as the stored `time` is of UTC's.
+        local = f"floor(epoch(time AT TIME ZONE '{project_timezone}'))::BIGINT"
+        properties = f"json_merge_patch(properties, json_object('time', {local}))::VARCHAR"
     sql = (
-        "SELECT '{\"event\":' || to_json(event)::VARCHAR || ',\"properties\":' || properties"
+        f"SELECT '{{\"event\":' || to_json(event)::VARCHAR || ',\"properties\":' || {properties}"
         " || '}' || chr(10) AS line FROM mixpanel_events"
         " WHERE time >= ? AND time < ? AND arrived_at <= ?"
     )
     params: list[Any] = [
-        datetime.combine(start, time(), UTC),
-        datetime.combine(end + timedelta(days=1), time(), UTC),
+        datetime.combine(start, time(), zone),
+        datetime.combine(end + timedelta(days=1), time(), zone),
         clock,
     ]
     if q.get("event"):
@@ -267,7 +276,7 @@ def mount(state: SandboxState) -> Mount:
             allowed, retry_after, _ = state.limits.hit(VENDOR, ["export_hour", "export_second"], project)
             if not allowed:
                 return error_response(429, retry_after)
-            sql, params, stream_key = _parse_query(request, clock)
+            sql, params, stream_key = _parse_query(request, clock, creds.get("project_timezone"))
         except ExportError as exc:
             return _error(exc.status, exc.message)
 
