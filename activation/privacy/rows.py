@@ -54,6 +54,10 @@ PAYLOAD_COLUMNS = frozenset({"record", "payload", "properties", "event_propertie
 # After an address in text: the end, or a character no address goes on with (a `.` only if
 # no label follows it, as at the end of a sentence).
 EMAIL_END = r"($|[^a-z0-9._-]|\.($|[^a-z0-9]))"
+# Before an address: the start, a character no address has before its `@`, an opening quote
+# (an apostrophe with no letter or digit before it: `o'brien@` is an address of its own), or a
+# JSON escape (`\n`, `\u00a0`: a payload is JSON text, written with escapes).
+EMAIL_START = r"(^|[^a-z0-9._%+'-]|(^|[^a-z0-9])'|\\[nrtbf]|\\u[0-9a-f]{4})"
 # Identity-model columns holding `kind:value` nodes.
 NODE_COLUMNS = frozenset({"node", "id_key", "link"})
 # An identity record (`<record_type>:<key>`): a row of one is the person's when any row of it is.
@@ -120,7 +124,8 @@ def match_query(schema: str, table: str, table_columns: list[tuple[str, str]]) -
             payloads = f"SELECT {keys}, lower({text}) AS text FROM {source} WHERE contains({text}, '@')"
             # The whole address, not a part of another: `en@example.com` is in `ben@example.com`
             # (and `ben@example.co` in `ben@example.com`), and neither is Ben.
-            whole = f"regexp_matches(t.text, '(^|[^a-z0-9._%+-])' || regexp_escape(p.v) || '{EMAIL_END}')"
+            start, end = (bound.replace("'", "''") for bound in (EMAIL_START, EMAIL_END))
+            whole = f"regexp_matches(t.text, '{start}' || regexp_escape(p.v) || '{end}')"
             found = f"JOIN _people_emails p ON contains(t.text, p.v) AND {whole}"
             parts.append(f"SELECT p.k, t.rid, t.dlt_id FROM ({payloads}) AS t {found}")
             # A payload naming one of their checkouts (a quarantined storefront event), as the

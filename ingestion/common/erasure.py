@@ -177,8 +177,9 @@ def read_processed_requests(warehouse: Path) -> frozenset[str]:
     return frozenset(r for (r,) in _privacy_rows(warehouse, ERASURE_LOG_TABLE, "request_id"))
 
 
-# A `"key": value` pair in text that is not JSON (a quarantined line cut off mid-record).
-_TEXT_PAIR = re.compile(r'"([^"\\]{1,64})"\s*:\s*(?:"((?:[^"\\]|\\.){1,256})"|(-?\d{1,30}))')
+# A `"key": value` pair in text that is not JSON (a quarantined line cut off mid-record, the
+# last value perhaps without its closing quote).
+_TEXT_PAIR = re.compile(r'"([^"\\]{1,64})"\s*:\s*(?:"((?:[^"\\]|\\.){1,256})(?:"|$)|(-?\d{1,30}))')
 # Mixpanel's distinct id of an anonymous visitor: its device id, prefixed.
 _DEVICE_PREFIX = "$device:"
 
@@ -203,7 +204,9 @@ def record_keys(text: str, resource: str | None = None) -> set[str]:
     except ValueError:
         keys: set[str] = set()
         for key, quoted, number in _TEXT_PAIR.findall(text):
-            keys.update(_field_keys((key,), quoted or number, resource))
+            # No resource: where a bare `id` sits is unknown here (a customer's own, or their
+            # address's), so only fields that name a person by their name count.
+            keys.update(_field_keys((key,), quoted or number, None))
         return keys
 
 

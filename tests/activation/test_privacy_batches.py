@@ -650,14 +650,20 @@ def test_an_address_inside_another_is_not_that_person(tmp_path):
             [BEN, json.dumps({"email": BEN}), json.dumps({"note": "write to en@example.com.au."})],
         )
         con.execute(
-            "INSERT INTO activation.sync_ledger VALUES ('b', NULL, ?)",
-            [json.dumps({"note": "Reply from en@example.com. Thanks"})],
+            "INSERT INTO activation.sync_ledger VALUES ('b', NULL, ?), ('c', NULL, ?), ('d', NULL, ?)",
+            [
+                json.dumps({"note": "Reply from en@example.com. Thanks"}),
+                # JSON escapes a line break or a non-breaking space before the address (`\n`).
+                json.dumps({"note": "Sent to:\nen@example.com", "cc": "\u00a0en@example.com"}),
+                # O'En is someone else.
+                json.dumps({"email": "o'en@example.com"}),
+            ],
         )
     export = build_export(warehouse, "en@example.com")
     assert "raw_shopify.quarantine" not in export["tables"]
-    assert [r["audience"] for r in export["tables"]["activation.sync_ledger"]] == ["b"]
+    assert [r["audience"] for r in export["tables"]["activation.sync_ledger"]] == ["b", "c"]
     (request,) = erase_requests(warehouse, [ErasureRequest("r_en", "en@example.com")]).requests
-    assert request.rows_deleted == {"activation.sync_ledger": 1}
+    assert request.rows_deleted == {"activation.sync_ledger": 2}
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert _rows(con, "SELECT audience FROM activation.sync_ledger ORDER BY 1") == ["a", "a"]
+        assert _rows(con, "SELECT audience FROM activation.sync_ledger ORDER BY 1") == ["a", "a", "d"]
         assert len(_rows(con, "SELECT record FROM raw_shopify.quarantine")) == 2

@@ -116,3 +116,14 @@ def test_quarantined_records_naming_an_erased_person_by_id_or_device_are_dropped
     assert events(page) == [page[3]]
     # The same rules for records that load: Klaviyo's JSON:API link names the profile.
     assert events([klaviyo, someone_else]) == [someone_else]
+
+
+def test_a_cut_off_record_names_a_person_only_by_a_person_field_not_by_a_bare_id():
+    # Customer 555 cut off mid-record: its address's id (101) is no person's, even when a
+    # person with id 101 was erased; its email still names it.
+    tombstone = frozenset({identifier_hash("101")})
+    cut = '{"id": 555, "default_address": {"id": 101, "city": "Lyon'
+    assert not carries_erased({"record": cut}, tombstone, "customers")
+    assert carries_erased(
+        {"record": cut + '", "email": "gone@example.com'}, frozenset({identifier_hash("gone@example.com")})
+    )
