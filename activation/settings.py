@@ -33,6 +33,11 @@ class DestinationNotConfigured(RuntimeError):
     """A destination an audience asks for has no credential; says which setting to set."""
 
 
+class SettingInvalid(DestinationNotConfigured):
+    """A setting is there but cannot be used as it is (a key with a line break inside): the
+    platform is meant to be used, unlike one with no settings at all."""
+
+
 # Read through dlt's secrets accessor (the environment, then `.dlt/secrets.toml`): a credential
 # is never taken from `.dlt/config.toml`, which git tracks.
 SECRET_NAMES = frozenset({"API_KEY"})
@@ -55,7 +60,7 @@ def _setting(destination: str, name: str, sections: tuple[str, ...] = ("activati
         if not value:
             continue
         if any(unicodedata.category(c) == "Cc" for c in value):
-            raise DestinationNotConfigured(
+            raise SettingInvalid(
                 f"{destination}: {_variable(section, destination, name)} (or {section}.{destination}."
                 f"{name.lower()} in the .dlt files) holds a control character (a line break, a tab, ...) "
                 "inside it; set it again without one"

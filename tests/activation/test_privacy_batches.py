@@ -8,6 +8,7 @@ seconds; `test_privacy.py` runs the same code on a world loaded through every lo
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -667,3 +668,25 @@ def test_an_address_inside_another_is_not_that_person(tmp_path):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert _rows(con, "SELECT audience FROM activation.sync_ledger ORDER BY 1") == ["a", "a", "d"]
         assert len(_rows(con, "SELECT record FROM raw_shopify.quarantine")) == 2
+
+
+def test_a_platform_whose_key_cannot_be_used_keeps_its_deletions_pending(tmp_path, monkeypatch):
+    """A key with a line break inside is a setting to fix, not a platform the shop does not
+    use: the warehouse is erased, and the platform's deletions wait for the fixed key."""
+    from activation.privacy.destinations import available_destinations
+
+    for name in list(os.environ):
+        if name.startswith(("ACTIVATION__", "SOURCES__")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no secrets file
+    monkeypatch.setenv("ACTIVATION__KLAVIYO__API_KEY", "pk_0123456789\nabcdefSECRET")
+    destinations, unavailable = available_destinations()
+    assert [d.name for d in destinations] == ["klaviyo"] and set(unavailable) == {"mailchimp"}
+
+    warehouse = _warehouse(tmp_path / "warehouse.duckdb")
+    (ana,) = erase_requests(warehouse, _requests(warehouse)[:1], destinations=destinations).requests
+    assert ana.rows_deleted["raw_shopify.customers"] == 1
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (pending,) = con.execute(f"SELECT destination, email, error FROM {platform_retries.TABLE}").fetchall()
+    assert pending[:2] == ("klaviyo", ANA)
+    assert "ACTIVATION__KLAVIYO__API_KEY" in pending[2] and "SECRET" not in pending[2]
