@@ -9,7 +9,7 @@ from ingestion.common.quarantine import RecordRules
 VENDOR = "instagram"
 API_VERSION = "v21.0"
 
-PAGE_SIZE = 100  # the Graph API's maximum `limit` on these edges
+PAGE_SIZE = 100  # the Graph API's maximum `limit` on these edges (comments: it serves 50 at most)
 
 # Own media (`/{ig-user-id}/media`); `media_url` is left out: it is a CDN link that expires.
 MEDIA_FIELDS = (
@@ -30,9 +30,9 @@ START_DATE = datetime(2010, 1, 1, tzinfo=UTC)
 # their own time, give or take moderation and clock skew.
 LOOKBACK_SECONDS = 24 * 3600
 # Comments arrive as they are written (a comment held for review shows when approved, minutes
-# later); a day of them is the night's largest read, at 100 a page. Re-reading a whole day more
-# (the media lookback) doubled it: about 200 calls a night at a million customers, the whole
-# hourly budget of a token under the Graph API's platform limit.
+# later); a day of them is the night's largest read, at most 50 a page (the comments edge's
+# maximum). Re-reading a whole day more (the media lookback) would double it, to about the whole
+# hourly budget of a token under the Graph API's platform limit at a million customers.
 COMMENT_LOOKBACK_SECONDS = 2 * 3600
 # A brand can be tagged in a post long after it was published (the author edits the tags), and
 # tagged media carry the post's time: mentions look further back.
