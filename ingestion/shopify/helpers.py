@@ -158,10 +158,14 @@ class ShopifyApi:
     # -- resources ------------------------------------------------------------------------------
 
     def changed(self, endpoint: Endpoint, updated_at: dlt.sources.incremental[datetime]) -> Iterator[Any]:
-        """Records changed since the cursor (minus the lookback), page by page."""
-        window = {"updated_at_min": _iso(updated_at.start_value)}
-        if updated_at.end_value is not None:
-            window["updated_at_max"] = _iso(updated_at.end_value)
+        """Records changed since the cursor (minus the lookback) and before this read began, page
+        by page. The upper bound matters for a read longer than the lookback (a big shop's first
+        load): a record updated while the read goes on, after its page was read, would otherwise
+        fall behind a cursor that a later page pushed past it, and never be read. Bounded, the
+        cursor stays before the read began, and the next run reads what changed during it."""
+        began = datetime.now(UTC)
+        end = began if updated_at.end_value is None else min(updated_at.end_value, began)
+        window = {"updated_at_min": _iso(updated_at.start_value), "updated_at_max": _iso(end)}
         pending = _pending(endpoint)
         load_id = _load_id()
         if endpoint.resource == "orders" and self.orders_reach_back_only_60_days():

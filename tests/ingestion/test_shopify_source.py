@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -326,3 +326,28 @@ def test_a_token_with_every_scope_raises_no_warning(sandbox, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="tessera.ingestion"):
         load(_source(sandbox).with_resources("orders"), _pipeline(tmp_path))
     assert "read_all_orders" not in caplog.text
+
+
+def test_each_read_ends_where_it_began_so_a_long_read_misses_no_update(sandbox, tmp_path, monkeypatch):
+    """A first load of a big shop takes longer than the lookback: a record updated during the
+    read, after its page went by, must not fall behind a cursor that later pages pushed past
+    it. Each listing is bounded by `updated_at_max` = when the read began, so the cursor stays
+    before it and the next run reads what changed during the read."""
+    from ingestion.shopify import helpers
+
+    asked: list[dict] = []
+    pages = helpers.ShopifyApi.pages
+
+    def recording(self, endpoint, params):
+        asked.append(dict(params))
+        return pages(self, endpoint, params)
+
+    monkeypatch.setattr(helpers.ShopifyApi, "pages", recording)
+    before = datetime.now(UTC)
+    pipeline = _pipeline(tmp_path)
+    load(_source(sandbox), pipeline)
+    after = datetime.now(UTC)
+    listings = [p for p in asked if "updated_at_min" in p]
+    assert len(listings) == 5  # customers, orders, products, open and closed checkouts
+    for params in listings:
+        assert before <= datetime.fromisoformat(params["updated_at_max"]) <= after, params
