@@ -240,11 +240,14 @@ def _candidate_tables(con: duckdb.DuckDBPyConnection) -> Iterator[tuple[str, str
         yield schema, table, columns(con, schema, table)
 
 
-def _mark_quarantined(con: duckdb.DuckDBPyConnection) -> None:
-    """Add to `_people_rows` each quarantined record whose person fields name a loaded person
-    by any identifier (an id, a device; not only an email, which the payload match finds), or
-    one of their checkouts. Read in Python with the loaders' own rule (`record_keys`): by field
-    name, JSON or not. Quarantine tables hold the few records that failed their rules."""
+def _mark_quarantined(con: duckdb.DuckDBPyConnection, quarantine_tables: list[tuple[str, str, bool]]) -> None:
+    """Add to `_people_rows` each record of `quarantine_tables` ((schema, table, whether it has a
+    `resource` column)) whose person fields name a loaded person by any identifier (an id, a
+    device; not only an email, which the payload match finds), or one of their checkouts. Read
+    in Python with the loaders' own rule (`record_keys`): by field name, JSON or not.
+    Quarantine tables hold the few records that failed their rules."""
+    if not quarantine_tables:
+        return
     owners: dict[str, set[int]] = {}
     for k, value in con.execute("SELECT k, v FROM _people_values").fetchall():
         owners.setdefault(identifier_hash(value), set()).add(k)
@@ -252,11 +255,8 @@ def _mark_quarantined(con: duckdb.DuckDBPyConnection) -> None:
         owners.setdefault(checkout_key(token), set()).add(k)
     if not owners:
         return
-    for schema, table in tables(con, "raw_%"):
-        names = {name for name, _ in columns(con, schema, table)}
-        if table != QUARANTINE_TABLE or "record" not in names:
-            continue
-        resource = "resource" if "resource" in names else "NULL"
+    for schema, table, has_resource in quarantine_tables:
+        resource = "resource" if has_resource else "NULL"
         found = [
             (k, rid)
             for rid, record, resource_name in con.execute(
@@ -285,17 +285,21 @@ def _mark_matches(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     )
     lineage: list[tuple[str, str, list[str]]] = []
     record_tables: list[tuple[str, str]] = []
+    quarantine_tables: list[tuple[str, str, bool]] = []
     for schema, table, table_columns in _candidate_tables(con):
         query = match_query(schema, table, table_columns)
         if query:
             con.execute(f"INSERT INTO _people_rows SELECT ?, ?, k, rid, dlt_id FROM ({query})", [schema, table])
+        names = {name for name, _ in table_columns}
         # dlt names the parent in every child row, and the root too where the root merges.
-        links = [c for c in ("_dlt_root_id", "_dlt_parent_id") if c in {name for name, _ in table_columns}]
+        links = [c for c in ("_dlt_root_id", "_dlt_parent_id") if c in names]
         if "_dlt_parent_id" in links:
             lineage.append((schema, table, links))
-        if RECORD_COLUMN in {name for name, _ in table_columns} and not schema.startswith("raw_"):
+        if RECORD_COLUMN in names and not schema.startswith("raw_"):
             record_tables.append((schema, table))
-    _mark_quarantined(con)
+        if schema.startswith("raw_") and table == QUARANTINE_TABLE and "record" in names:
+            quarantine_tables.append((schema, table, "resource" in names))
+    _mark_quarantined(con, quarantine_tables)
     _mark_whole_records(con, record_tables)
     # Children of children: two passes reach grandchildren (a root id reaches them at once).
     for _ in range(2):
