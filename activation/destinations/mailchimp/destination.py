@@ -206,8 +206,9 @@ class MailchimpDestination:
 
     # -- calls -----------------------------------------------------------------------------------
 
-    def _member_path(self, email: str) -> str:
-        return f"/lists/{self.list_id}/members/{subscriber_hash(email)}"
+    def _member_path(self, email: str, list_id: str | None = None) -> str:
+        """The member's path in `list_id`, by default the audience Tessera tags on."""
+        return f"/lists/{list_id or self.list_id}/members/{subscriber_hash(email)}"
 
     def _patch_merge_fields(self, change: tuple[Member, dict[str, Any]]) -> Outcome | None:
         member, values = change
@@ -235,8 +236,7 @@ class MailchimpDestination:
 
     def _delete_permanently(self, email: str, list_id: str) -> Outcome:
         try:
-            path = f"/lists/{list_id}/members/{subscriber_hash(email)}/actions/delete-permanent"
-            response = self._api.call("POST", path)
+            response = self._api.call("POST", f"{self._member_path(email, list_id)}/actions/delete-permanent")
         except RequestFailed as exc:
             return Outcome(email, "rejected", str(exc))
         return _single_outcome(email, response, on_404=None) or Outcome(email, "ok")
