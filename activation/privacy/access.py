@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from activation.privacy import platform_retries
-from activation.privacy.person import has_table, parse_identifier, resolve
+from activation.privacy.person import has_table, parse_identifiers, resolve
 from activation.privacy.rows import select_rows
 from ingestion.common.redaction import redact
 
@@ -70,7 +70,7 @@ def platform_deletions(con: duckdb.DuckDBPyConnection, emails: set[str]) -> list
 def build_export(warehouse: Path, email: str | None, identifiers: list[str] = ()) -> dict[str, Any]:
     """The access export as a dict (see the module's docstring)."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        person = resolve(con, [email] if email else [], [parse_identifier(i, k) for k, i in enumerate(identifiers, 1)])
+        person = resolve(con, [email] if email else [], parse_identifiers(identifiers))
         # Temp tables are allowed on a read-only connection: they live in memory.
         rows = select_rows(con, person)
         waiting = platform_deletions(con, person.emails | ({email} if email else set()))

@@ -27,7 +27,7 @@ import duckdb
 
 from activation.destinations.base import Destination
 from activation.privacy import files, platform_retries, tombstone
-from activation.privacy.person import Person, has_table, parse_identifier, resolve_all
+from activation.privacy.person import Person, has_table, parse_identifiers, resolve_all
 from activation.privacy.rows import Deleted, delete_rows
 from ingestion.common.erasure import identifier_hash
 
@@ -79,7 +79,7 @@ Parsed = tuple[list[str], list[tuple[str, str, str]]]  # a request's emails and 
 
 def _parsed(request: ErasureRequest) -> Parsed:
     """The request's emails and identifiers; ValueError when there is nothing usable to erase by."""
-    identifiers = [parse_identifier(i, k) for k, i in enumerate(request.identifiers, 1)]
+    identifiers = parse_identifiers(request.identifiers)
     if not (request.email or "").strip() and not identifiers:
         raise ValueError("the request names neither an email nor an identifier")
     return [request.email] if request.email else [], identifiers

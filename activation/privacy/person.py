@@ -96,6 +96,11 @@ def parse_identifier(text: str, position: int | None = None) -> tuple[str, str, 
     raise ValueError(f"{which} is not source:id_type:value (e.g. shopify:customer_id:123): {what}")
 
 
+def parse_identifiers(texts: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Each of a request's identifiers parsed, a malformed one refused by its position."""
+    return [parse_identifier(text, position) for position, text in enumerate(texts, 1)]
+
+
 def tables(con: duckdb.DuckDBPyConnection, schema_like: str = "%") -> list[tuple[str, str]]:
     """Base tables (not views) whose schema matches `schema_like`."""
     return con.execute(
