@@ -75,7 +75,7 @@ def _fields(params: QueryParams, node_type: str) -> Fields:
     return parse_fields(params.get("fields") or _DEFAULT_FIELDS[node_type])
 
 
-def _limit(params: QueryParams, maximum: int = MAX_LIMIT) -> int:
+def _limit(params: QueryParams) -> int:
     text = params.get("limit")
     if not text:
         return DEFAULT_LIMIT
@@ -85,7 +85,7 @@ def _limit(params: QueryParams, maximum: int = MAX_LIMIT) -> int:
         raise invalid_parameter(f"Param limit must be a number, got {text!r}") from None
     if limit < 1:
         raise invalid_parameter("Param limit must be a positive number")
-    return min(limit, maximum)
+    return min(limit, MAX_LIMIT)
 
 
 def _time_param(params: QueryParams, name: str) -> datetime | None:
