@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_dlt import DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -21,7 +22,7 @@ from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltSource
 
 from ingestion.common.erasure import drop_tombstoned, read_tombstone
-from ingestion.common.errors import CredentialRejected, RequestNotSent
+from ingestion.common.errors import CredentialRejected, RequestNotSent, setting
 from ingestion.common.quarantine import QUARANTINE_TABLE
 from ingestion.concurrent import VendorLoad, load_concurrently
 from ingestion.hubspot import hubspot_source
@@ -30,6 +31,7 @@ from ingestion.klaviyo import klaviyo_source
 from ingestion.mailchimp import mailchimp_source
 from ingestion.mixpanel import mixpanel_source
 from ingestion.pipelines import make_pipeline, restore_state
+from ingestion.raw_tables import create_empty_tables, vendor_enabled
 from ingestion.shopify import shopify_source
 from orchestration.memory import release_freed_memory, released_text
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -153,6 +155,15 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     for source in SOURCES:
         if source.vendor not in wanted:
             continue
+        try:
+            enabled = vendor_enabled(source.vendor)
+        except ValueError as error:
+            failed[source.vendor] = _failure(context, source.vendor, "reading its settings", error)
+            misconfigured.add(source.vendor)
+            continue
+        if not enabled:
+            yield from _turned_off(context, source.vendor, warehouse)
+            continue
         try:  # a missing setting or an unreadable state stops this vendor, not the others
             pipeline = make_pipeline(source.vendor, warehouse.path, warehouse.pipelines_dir)
             restore_state(pipeline)  # before the source is created: it reads its cursors
@@ -204,6 +215,24 @@ def vendor_loads(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             # which would only be sent to the vendor again.
             allow_retries=not misconfigured.issuperset(failed),
         )
+
+
+def _turned_off(
+    context: dg.AssetExecutionContext, vendor: str, warehouse: WarehouseResource
+) -> Iterator[dg.MaterializeResult]:
+    """A vendor the shop does not use: nothing read, its raw tables there (empty if never
+    loaded), so the models that read them build."""
+    with duckdb.connect(str(warehouse.path)) as con:
+        created = create_empty_tables(con, vendor)
+    variable = setting(vendor, "enabled")
+    context.log.info(
+        f"{vendor}: turned off ({variable}=false), not read"
+        + (f"; created its raw tables empty: {', '.join(created)}" if created else "")
+    )
+    metadata = {"turned_off": dg.MetadataValue.text(f"{variable}=false")}
+    for key in KEYS_BY_VENDOR[vendor]:
+        if key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=metadata)
 
 
 def _is_settings_error(error: BaseException | None) -> bool:
