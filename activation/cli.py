@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from activation.settings import DestinationNotConfigured, destinations_from_env
     from activation.sync.run import push
+    from ingestion.common.errors import setting
+    from ingestion.raw_tables import vendor_enabled
 
     if args.audience:
         unknown = set(args.audience) - {a.name for a in audiences}
@@ -110,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         audiences = [a for a in audiences if a.name in args.audience]
     names = args.destination or sorted({d for a in audiences for d in a.destinations})
+    # A platform the shop does not use (its load turned off): its unsubscribes are not loaded.
+    off = [name for name in names if not vendor_enabled(name)]
+    for name in off:
+        print(f"{name} is turned off ({setting(name, 'enabled')}=false): nothing is pushed there", file=sys.stderr)
+    if off and args.destination:
+        return 2
+    names = [name for name in names if name not in off]
     try:
         destinations = destinations_from_env(names)
     except DestinationNotConfigured as exc:

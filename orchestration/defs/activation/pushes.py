@@ -12,6 +12,9 @@ are not Mailchimp's); within one platform the audiences go one after another, th
 client, so its rate limits are kept in one place. Selecting some push assets (a rerun of one
 audience) syncs only those.
 
+A platform whose load is turned off (`SOURCES__<DEST>__ENABLED=false`, a shop that does not
+use it) gets no push.
+
 Run config (Launchpad): `dry_run` reports the plan and sends nothing; `confirm_large_changes`
 lets a change larger than an audience's guard through (select the audience's asset alone to
 confirm only that one).
@@ -33,7 +36,9 @@ from activation.audiences import AudienceConfig, load_audiences
 from activation.destinations.base import Destination
 from activation.settings import destinations_from_env
 from activation.sync.engine import GuardTripped, SyncReport, sync_audience, sync_suppressions
+from ingestion.common.errors import setting
 from ingestion.common.redaction import redact
+from ingestion.raw_tables import vendor_enabled
 from orchestration.defs.schedules import run_now
 from orchestration.defs.transform.dbt import dbt_project
 from orchestration.resources import WAREHOUSE_POOL, WarehouseResource
@@ -202,6 +207,22 @@ def _serve_destination(
     done.put(None)
 
 
+def _turned_off(context: dg.AssetExecutionContext, destination: str) -> Iterator[dg.MaterializeResult]:
+    """A platform the shop does not use (its load turned off): nothing is pushed there. Its
+    members' unsubscribes and bounces would not be loaded either, so a push could not honour them."""
+    # The unsubscribes first: every audience of the platform depends on them.
+    keys = sorted(
+        (k for k in context.selected_asset_keys if tuple(k.path[:2]) == ("activation", destination)),
+        key=lambda k: (k != unsubscribes_key(destination), k.to_user_string()),
+    )
+    if not keys:
+        return
+    variable = setting(destination, "enabled")
+    context.log.info(f"{destination}: turned off ({variable}=false), nothing pushed there")
+    for key in keys:
+        yield dg.MaterializeResult(asset_key=key, metadata={"turned_off": dg.MetadataValue.text(f"{variable}=false")})
+
+
 SPECS = [_unsubscribes_spec(d) for d in DESTINATIONS]
 audiences = load_audiences(dbt_project.manifest_path)
 SPECS += [_push_spec(a, d) for a in audiences for d in DESTINATIONS if d in a.destinations]
@@ -222,6 +243,9 @@ def audience_pushes(
     values = {"run_id": context.run.run_id, "now": now}
     work: dict[str, list] = {}
     for destination in DESTINATIONS:
+        if not vendor_enabled(destination):
+            yield from _turned_off(context, destination)
+            continue
         steps = []
         if unsubscribes_key(destination) in selected:
             steps.append(
