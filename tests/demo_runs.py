@@ -20,11 +20,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_demo(data: Path, seed: int, customers: int, days: int, *extra: str) -> subprocess.CompletedProcess:
+def run_demo(
+    data: Path, seed: int, customers: int, days: int, *extra: str, settings: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`python -m orchestration.demo` with its data under `data`, finding the sandbox on its own
-    (no SOURCES__ settings inherited); fails the test with the output's tail if the run fails."""
+    (no SOURCES__ settings inherited, only `settings`); fails the test with the output's tail if
+    the run fails."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SOURCES__")}
     env["TESSERA_DATA_DIR"] = str(data)
+    env.update(settings or {})
     cmd = [sys.executable, "-m", "orchestration.demo", "--seed", str(seed), "--customers", str(customers)]
     cmd += ["--days", str(days), "--port", str(free_port()), *extra]
     result = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
