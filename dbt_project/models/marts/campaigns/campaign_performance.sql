@@ -48,21 +48,36 @@ campaigns as (
 
 ),
 
+recipient_interactions as (
+
+    -- Each recipient's interactions of each kind with a campaign, counted once: the distinct
+    -- recipients below are these rows (one pass, not a distinct count per kind).
+    select
+        platform,
+        campaign_id,
+        interaction,
+        recipient_id,
+        count(*) as events
+    from {{ ref('campaign_interactions') }}
+    where campaign_id is not null
+    group by platform, campaign_id, interaction, recipient_id
+
+),
+
 interactions as (
 
     select
         platform,
         campaign_id,
-        count(distinct recipient_id) filter (where interaction = 'send') as recorded_sends,
-        count(*) filter (where interaction = 'open') as opens,
-        count(distinct recipient_id) filter (where interaction = 'open') as unique_opens,
-        count(*) filter (where interaction = 'click') as clicks,
-        count(distinct recipient_id) filter (where interaction = 'click') as unique_clicks,
-        count(distinct recipient_id) filter (where interaction = 'unsubscribe') as unsubscribes,
-        count(distinct recipient_id) filter (where interaction = 'bounce') as bounces,
-        count(distinct recipient_id) filter (where interaction = 'spam_complaint') as spam_complaints
-    from {{ ref('campaign_interactions') }}
-    where campaign_id is not null
+        count(recipient_id) filter (where interaction = 'send') as recorded_sends,
+        cast(sum(events) filter (where interaction = 'open') as bigint) as opens,
+        count(recipient_id) filter (where interaction = 'open') as unique_opens,
+        cast(sum(events) filter (where interaction = 'click') as bigint) as clicks,
+        count(recipient_id) filter (where interaction = 'click') as unique_clicks,
+        count(recipient_id) filter (where interaction = 'unsubscribe') as unsubscribes,
+        count(recipient_id) filter (where interaction = 'bounce') as bounces,
+        count(recipient_id) filter (where interaction = 'spam_complaint') as spam_complaints
+    from recipient_interactions
     group by platform, campaign_id
 
 ),
