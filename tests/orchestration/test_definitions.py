@@ -89,6 +89,7 @@ EXPECTED_ASSETS = {
     "intermediate/int_traits__rfm",
     "intermediate/int_traits__lifecycle",
     "intermediate/int_traits__category_affinity",
+    "intermediate/int_traits__checkout_price_signals",
     "intermediate/int_traits__price_sensitivity",
     "intermediate/int_traits__open_carts",
     "marts/customer_recommendations",

@@ -3,8 +3,9 @@
     or marked a mail as spam in any platform (Klaviyo, Mailchimp, Shopify, HubSpot) is not
     subscribed anywhere, whatever another platform still says. Only when no platform says
     otherwise and one holds a subscription is the customer `subscribed`; the consent source is
-    where the earliest subscription was given. A bounce (hard, invalid, cleaned) is not a
-    withdrawal of consent: it sets `is_email_bounced`, which keeps them out of every audience.
+    where the earliest subscription was given (the first platform in sort order when several
+    were given at the same moment). A bounce (hard, invalid, cleaned) is not a withdrawal of
+    consent: it sets `is_email_bounced`, which keeps them out of every audience.
 -#}
 
 with
@@ -92,7 +93,12 @@ select
     string_agg(distinct platform, ', ' order by platform) filter (
         where is_subscribed
     ) as subscribed_in,
-    arg_min(platform || ': ' || coalesce(consent_method, 'unknown method'), changed_at) filter (
+    -- Subscriptions given at the same moment (one signup synced to several platforms): the
+    -- first platform in sort order, so every build names the same one.
+    arg_min(
+        platform || ': ' || coalesce(consent_method, 'unknown method'),
+        (changed_at, platform, coalesce(consent_method, ''))
+    ) filter (
         where is_subscribed
     ) as email_consent_source,
     max(changed_at) as email_consent_updated_at

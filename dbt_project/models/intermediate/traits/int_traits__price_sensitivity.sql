@@ -13,52 +13,104 @@
     `tessera__discount_sensitivity_high_min_signals` price-driven decisions (one exit alone is not
     a habit); `medium` at a score of at least `tessera__discount_sensitivity_medium_share`;
     `low` otherwise.
+
+    The per-checkout aggregation over every checkout event is int_traits__checkout_price_signals
+    (incremental); this model applies the run's "now" to it and is rebuilt whole from compact
+    tables: a checkout counts once it has been quiet for the hours above, and a checkout with
+    events after "now" is counted from its events up to "now" only. A checkout's customer is
+    that of its latest event (the greater customer id when two events share the moment).
 -#}
+
+{#-
+    Recomputing checkouts from their events reads every checkout event, which is what the
+    per-checkout table saves; a nightly run has no events after "now", so the run looks first and
+    leaves the recomputation out when no checkout has any (macros/has_rows_after_now.sql).
+-#}
+{%- set recompute_later_checkouts = has_rows_after_now(
+    ref('int_traits__checkout_price_signals'), 'last_activity_at'
+) %}
 
 with
 
-records as (
+checkout_signals as (
 
-    select
-        record_id,
-        customer_id
-    from {{ ref('int_identity__records') }}
-    where customer_id is not null
+    select * from {{ ref('int_traits__checkout_price_signals') }}
 
 ),
 
-checkout_events as (
+{% if recompute_later_checkouts %}
 
-    select
-        coalesce(account_records.customer_id, device_records.customer_id) as customer_id,
-        events.checkout_id,
-        events.event_name,
-        events.step,
-        coalesce(events.shipping, 0) + coalesce(events.fees, 0) as extra_costs,
-        events.occurred_at
-    from {{ ref('stg_mixpanel__events') }} as events
-    left join records as account_records on account_records.record_id = 'storefront_account:' || events.user_id
-    left join records as device_records on device_records.record_id = 'mixpanel_device:' || events.device_id
-    where
-        events.checkout_id is not null
-        and events.occurred_at <= {{ tessera_now() }}
+    records as (
 
-),
+        select
+            record_id,
+            customer_id
+        from {{ ref('int_identity__records') }}
+        where customer_id is not null
+
+    ),
+
+    -- Checkouts with events after "now" (a run for an earlier day), from their events up to
+    -- "now": the aggregation of int_traits__checkout_price_signals, which counts every event.
+    recomputed as (
+
+        select
+            events.checkout_id,
+            arg_max(
+                coalesce(account_records.customer_id, device_records.customer_id),
+                (events.occurred_at, coalesce(account_records.customer_id, device_records.customer_id))
+            ) filter (
+                where coalesce(account_records.customer_id, device_records.customer_id) is not null
+            ) as customer_id,
+            bool_or(
+                events.event_name = 'Checkout Step Viewed'
+                and events.step = 2
+                and coalesce(events.shipping, 0) + coalesce(events.fees, 0) > 0
+            ) as showed_extra_costs,
+            bool_or(
+                (events.event_name = 'Checkout Step Completed' and events.step >= 2)
+                or events.event_name in ('Payment Info Entered', 'Order Completed')
+            ) as passed_extra_costs,
+            max(events.occurred_at) as last_activity_at
+        from {{ ref('stg_mixpanel__events') }} as events
+        left join records as account_records on account_records.record_id = 'storefront_account:' || events.user_id
+        left join records as device_records on device_records.record_id = 'mixpanel_device:' || events.device_id
+        where
+            events.checkout_id in (
+                select checkout_signals.checkout_id from checkout_signals
+                where checkout_signals.last_activity_at > {{ tessera_now() }}
+            )
+            and events.occurred_at <= {{ tessera_now() }}
+        group by events.checkout_id
+
+    ),
+
+{% endif %}
 
 checkouts as (
 
     select
         checkout_id,
-        -- The latest event's customer: a shopper who logs in mid-checkout is known from then on.
-        arg_max(customer_id, occurred_at) filter (where customer_id is not null) as customer_id,
-        bool_or(event_name = 'Checkout Step Viewed' and step = 2 and extra_costs > 0) as showed_extra_costs,
-        bool_or(
-            (event_name = 'Checkout Step Completed' and step >= 2)
-            or event_name in ('Payment Info Entered', 'Order Completed')
-        ) as passed_extra_costs,
-        max(occurred_at) as last_activity_at
-    from checkout_events
-    group by checkout_id
+        customer_id,
+        showed_extra_costs,
+        passed_extra_costs,
+        last_activity_at
+    from checkout_signals
+    where last_activity_at <= {{ tessera_now() }}
+
+    {% if recompute_later_checkouts %}
+
+        union all
+
+        select
+            checkout_id,
+            customer_id,
+            showed_extra_costs,
+            passed_extra_costs,
+            last_activity_at
+        from recomputed
+
+    {% endif %}
 
 ),
 
