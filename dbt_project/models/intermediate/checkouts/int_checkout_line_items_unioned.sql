@@ -3,7 +3,9 @@
     that has them: the order the checkout became (what was bought), else Shopify's abandoned
     checkout (what Shopify saved once the shopper typed an email), else the cart the storefront
     tracked on Checkout Started (the only record of a checkout left before the email was typed).
-    Titles and variants come from the catalog when the source lacks them.
+    Titles and variants come from the catalog when the source lacks them (for a tracked cart,
+    the variant with the line's SKU; the one with the smallest id should the catalog list a SKU
+    twice), so the catalog never adds or removes a line.
 -#}
 
 with
@@ -116,6 +118,19 @@ variants as (
 
 ),
 
+variants_by_sku as (
+
+    -- One variant per SKU, so a SKU the catalog lists twice does not count a tracked line twice
+    -- (and a catalog change never changes how many lines or units a checkout has).
+    select
+        sku,
+        variant_id
+    from variants
+    where sku is not null
+    qualify row_number() over (partition by sku order by variant_id) = 1
+
+),
+
 products as (
 
     select * from {{ ref('stg_shopify__products') }}
@@ -139,7 +154,7 @@ chosen as (
         on
             all_lines.checkout_token = best_source.checkout_token
             and all_lines.source_rank = best_source.source_rank
-    left join variants as by_sku on all_lines.variant_id is null and all_lines.sku = by_sku.sku
+    left join variants_by_sku as by_sku on all_lines.variant_id is null and all_lines.sku = by_sku.sku
     left join products on all_lines.product_id = products.product_id
 
 )
