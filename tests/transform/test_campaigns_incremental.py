@@ -14,17 +14,14 @@ and compared, row for row, with a full refresh of the same warehouse:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.paths import PROJECT_ROOT
+from tests.transform.incremental_support import assert_equal_builds, run_dbt
 
 # Whichever test comes first builds the shared two nights (two demo runs) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -92,14 +89,6 @@ CHANGES = (
 )
 
 
-def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
-    env = {**os.environ, "TESSERA_WAREHOUSE": str(warehouse)}
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args]
-    cmd += ["--target-path", str(scratch / "target"), "--log-path", str(scratch / "logs")]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 def _now(clock: str) -> str:
     return json.dumps({"tessera__now": clock})
 
@@ -117,7 +106,7 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
         for statement in CHANGES:
             con.execute(statement)
     earlier_clock = (datetime.fromisoformat(clock.replace("Z", "+00:00")) - timedelta(days=2)).isoformat()
-    _dbt(
+    run_dbt(
         changed,
         scratch / "changed",
         "run",
@@ -135,7 +124,7 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
         with duckdb.connect(str(incremental)) as con:
             con.execute(f"ATTACH '{found[name]}' AS earlier (READ_ONLY)")
             con.execute(f"CREATE OR REPLACE TABLE {INCREMENTAL} AS SELECT * FROM earlier.{INCREMENTAL}")
-        _dbt(incremental, scratch / f"incremental_{name}", "run", "--select", SELECTED, "--vars", _now(clock))
+        run_dbt(incremental, scratch / f"incremental_{name}", "run", "--select", SELECTED, "--vars", _now(clock))
         compiled = scratch / f"incremental_{name}" / "target" / "run" / "tessera" / "models" / "marts"
         sql = next(compiled.rglob("campaign_interactions.sql")).read_text().lower()
         assert "delete from" in sql, "campaign_interactions' run was incremental (delete+insert)"
@@ -143,35 +132,18 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
     # Full refresh of the same data.
     full_refresh = scratch / "full_refresh.duckdb"
     shutil.copy(data / "warehouse.duckdb", full_refresh)
-    _dbt(full_refresh, scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", _now(clock))
+    run_dbt(
+        full_refresh, scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", _now(clock)
+    )
     found["full_refresh"] = full_refresh
     return found
-
-
-def _differences(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[int, int, int]:
-    rows = con.execute(f"SELECT count(*) FROM incremental.{relation}").fetchall()[0][0]
-    only_incremental = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM incremental.{relation} EXCEPT ALL SELECT * FROM full_refresh.{relation})"
-    ).fetchall()[0][0]
-    only_full = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM full_refresh.{relation} EXCEPT ALL SELECT * FROM incremental.{relation})"
-    ).fetchall()[0][0]
-    return rows, only_incremental, only_full
 
 
 @pytest.mark.parametrize("earlier", EARLIER)
 @pytest.mark.parametrize("relation", COMPARED)
 def test_an_incremental_run_equals_a_full_refresh(warehouses, earlier, relation):
-    with duckdb.connect() as con:
-        con.execute(f"ATTACH '{warehouses[f'incremental_{earlier}']}' AS incremental (READ_ONLY)")
-        con.execute(f"ATTACH '{warehouses['full_refresh']}' AS full_refresh (READ_ONLY)")
-        rows, only_incremental, only_full = _differences(con, relation)
-    print(
-        f"{relation} from the {earlier} table: {rows} rows, "
-        f"{only_incremental} only incremental, {only_full} only full refresh"
-    )
-    assert rows > 0
-    assert (only_incremental, only_full) == (0, 0)
+    incremental = warehouses[f"incremental_{earlier}"]
+    assert_equal_builds(incremental, warehouses["full_refresh"], relation, f" from the {earlier} table")
 
 
 def test_the_changed_table_needed_every_kind_of_change(warehouses):

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import duckdb
 import pytest
 
-from tests.transform.test_sessions_incremental import _dbt, _differences
+from tests.transform.incremental_support import differences, run_dbt
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -204,13 +204,15 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict:
             built["played"] = play_changes(con, datetime.fromisoformat(clock.replace("Z", "+00:00")))
         built[name] = warehouse
     now = json.dumps({"tessera__now": clock})
-    _dbt(built["incremental"], scratch / "incremental", "run", "--select", SELECTED, "--vars", now)
+    run_dbt(built["incremental"], scratch / "incremental", "run", "--select", SELECTED, "--vars", now)
     target = scratch / "incremental" / "target"
     run = next((target / "run").rglob("fct_checkouts.sql")).read_text().lower()
     assert "delete from" in run, "fct_checkouts' run was incremental (delete+insert)"
     compiled = next((target / "compiled").rglob("fct_checkouts.sql")).read_text().lower()
     assert "fct_checkouts__watermarks" in compiled, "fct_checkouts read the watermarks the first night recorded"
-    _dbt(built["full_refresh"], scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", now)
+    run_dbt(
+        built["full_refresh"], scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", now
+    )
     return built
 
 
@@ -236,7 +238,7 @@ def test_an_incremental_build_equals_a_full_refresh(warehouses):
     with duckdb.connect() as con:
         for name in ("incremental", "full_refresh"):
             con.execute(f"ATTACH '{warehouses[name]}' AS {name} (READ_ONLY)")
-        rows, only_incremental, only_full = _differences(con, "marts.fct_checkouts")
+        rows, only_incremental, only_full = differences(con, "marts.fct_checkouts")
         missed = con.execute(
             "SELECT DISTINCT checkout_token FROM (SELECT * FROM full_refresh.marts.fct_checkouts "
             "EXCEPT ALL SELECT * FROM incremental.marts.fct_checkouts)"

@@ -7,16 +7,13 @@ scratch, and the two are compared row for row."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.paths import PROJECT_ROOT
+from tests.transform.incremental_support import assert_equal_builds, run_dbt
 
 # Whichever test comes first builds the shared two nights (two demo runs) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -36,14 +33,6 @@ SELECTED = " ".join(relation.split(".")[1] for relation in INCREMENTAL) + " int_
 COMPARED = (*INCREMENTAL, "intermediate.int_sessions")
 
 
-def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
-    env = {**os.environ, "TESSERA_WAREHOUSE": str(warehouse)}
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args]
-    cmd += ["--target-path", str(scratch / "target"), "--log-path", str(scratch / "logs")]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 @pytest.fixture(scope="module")
 def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
     # Two nights of the small world: the second loaded a new day of events and events of
@@ -60,7 +49,7 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
         con.execute(f"ATTACH '{first_night}' AS first_night (READ_ONLY)")
         for relation in (*INCREMENTAL, *RECORDED):
             con.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM first_night.{relation}")
-    _dbt(incremental, scratch / "incremental", "run", "--select", SELECTED, "--vars", now)
+    run_dbt(incremental, scratch / "incremental", "run", "--select", SELECTED, "--vars", now)
     compiled = scratch / "incremental" / "target" / "run" / "tessera" / "models"
     for relation in INCREMENTAL:
         model = relation.split(".")[1]
@@ -69,7 +58,7 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
     # Full refresh of the same data.
     full_refresh = scratch / "full_refresh.duckdb"
     shutil.copy(data / "warehouse.duckdb", full_refresh)
-    _dbt(
+    run_dbt(
         full_refresh,
         scratch / "full_refresh",
         "run",
@@ -82,26 +71,9 @@ def warehouses(tmp_path_factory, small_world_nights) -> dict[str, Path]:
     return {"first_night": first_night, "incremental": incremental, "full_refresh": full_refresh}
 
 
-def _differences(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[int, int, int]:
-    rows = con.execute(f"SELECT count(*) FROM incremental.{relation}").fetchall()[0][0]
-    only_incremental = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM incremental.{relation} EXCEPT ALL SELECT * FROM full_refresh.{relation})"
-    ).fetchall()[0][0]
-    only_full = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM full_refresh.{relation} EXCEPT ALL SELECT * FROM incremental.{relation})"
-    ).fetchall()[0][0]
-    return rows, only_incremental, only_full
-
-
 @pytest.mark.parametrize("relation", COMPARED)
 def test_an_incremental_night_equals_a_full_refresh(warehouses, relation):
-    with duckdb.connect() as con:
-        for name in ("incremental", "full_refresh"):
-            con.execute(f"ATTACH '{warehouses[name]}' AS {name} (READ_ONLY)")
-        rows, only_incremental, only_full = _differences(con, relation)
-    print(f"{relation}: {rows} rows, {only_incremental} only incremental, {only_full} only full refresh")
-    assert rows > 0
-    assert (only_incremental, only_full) == (0, 0)
+    assert_equal_builds(warehouses["incremental"], warehouses["full_refresh"], relation)
 
 
 def test_the_second_night_changed_earlier_sessions_through_late_events(warehouses):

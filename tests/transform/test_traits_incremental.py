@@ -14,16 +14,13 @@ warehouse, row for row:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.paths import PROJECT_ROOT
+from tests.transform.incremental_support import assert_equal_builds, run_dbt
 
 # Whichever test comes first builds the shared two nights (two demo runs) in its setup.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -36,26 +33,18 @@ COMPARED = (*INCREMENTAL, "intermediate.int_traits__price_sensitivity")
 SPLIT_CUSTOMER = "cus_split_off_by_the_test"
 
 
-def _dbt(warehouse: Path, scratch: Path, *args: str) -> None:
-    env = {**os.environ, "TESSERA_WAREHOUSE": str(warehouse)}
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args]
-    cmd += ["--target-path", str(scratch / "target"), "--log-path", str(scratch / "logs")]
-    result = subprocess.run(cmd, cwd=PROJECT_ROOT / "dbt_project", env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 def _incremental_and_full(warehouse: Path, scratch: Path, run_vars: str) -> tuple[Path, Path]:
     """An incremental run on a copy of `warehouse` and a full refresh on another copy."""
     incremental, full_refresh = scratch / "incremental.duckdb", scratch / "full_refresh.duckdb"
     shutil.copy(warehouse, incremental)
     shutil.copy(warehouse, full_refresh)
-    _dbt(incremental, scratch / "incremental", "run", "--select", SELECTED, "--vars", run_vars)
+    run_dbt(incremental, scratch / "incremental", "run", "--select", SELECTED, "--vars", run_vars)
     compiled = scratch / "incremental" / "target" / "run" / "tessera" / "models" / "intermediate"
     for relation in INCREMENTAL:
         model = relation.split(".")[1]
         sql = next(compiled.rglob(f"{model}.sql")).read_text().lower()
         assert "delete from" in sql, f"{model}'s run was incremental (delete+insert)"
-    _dbt(full_refresh, scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", run_vars)
+    run_dbt(full_refresh, scratch / "full_refresh", "run", "--full-refresh", "--select", SELECTED, "--vars", run_vars)
     return incremental, full_refresh
 
 
@@ -135,35 +124,14 @@ def moves(nights) -> dict:
     return {**moved, "start": start, "incremental": incremental, "full_refresh": full_refresh}
 
 
-def _differences(con: duckdb.DuckDBPyConnection, relation: str) -> tuple[int, int, int]:
-    rows = con.execute(f"SELECT count(*) FROM incremental.{relation}").fetchall()[0][0]
-    only_incremental = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM incremental.{relation} EXCEPT ALL SELECT * FROM full_refresh.{relation})"
-    ).fetchall()[0][0]
-    only_full = con.execute(
-        f"SELECT count(*) FROM (SELECT * FROM full_refresh.{relation} EXCEPT ALL SELECT * FROM incremental.{relation})"
-    ).fetchall()[0][0]
-    return rows, only_incremental, only_full
-
-
-def _compare(warehouses: dict, relation: str) -> None:
-    with duckdb.connect() as con:
-        for name in ("incremental", "full_refresh"):
-            con.execute(f"ATTACH '{warehouses[name]}' AS {name} (READ_ONLY)")
-        rows, only_incremental, only_full = _differences(con, relation)
-    print(f"{relation}: {rows} rows, {only_incremental} only incremental, {only_full} only full refresh")
-    assert rows > 0
-    assert (only_incremental, only_full) == (0, 0)
-
-
 @pytest.mark.parametrize("relation", COMPARED)
 def test_an_incremental_night_equals_a_full_refresh(nights, relation):
-    _compare(nights, relation)
+    assert_equal_builds(nights["incremental"], nights["full_refresh"], relation)
 
 
 @pytest.mark.parametrize("relation", COMPARED)
 def test_an_incremental_run_after_identity_moves_equals_a_full_refresh(moves, relation):
-    _compare(moves, relation)
+    assert_equal_builds(moves["incremental"], moves["full_refresh"], relation, " after the moves")
 
 
 def test_the_second_night_changed_some_rows_and_left_others(nights):
