@@ -33,7 +33,8 @@ totals as (
         sum(performance.unique_clicks) as unique_clicks,
         sum(performance.unsubscribes) as unsubscribes,
         sum(performance.conversions) as conversions,
-        sum(performance.revenue) as revenue
+        -- As decimals, so the sum does not depend on the rows' order (campaign_performance).
+        cast(sum(cast(performance.revenue as decimal(38, 4))) as double) as revenue
     from audiences
     inner join performance
         on audiences.platform = performance.platform and audiences.campaign_id = performance.campaign_id

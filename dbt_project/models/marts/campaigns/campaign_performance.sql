@@ -89,7 +89,9 @@ conversions as (
         campaign_id,
         count(*) as conversions,
         count(*) filter (where touch = 'click') as click_conversions,
-        sum(revenue) as revenue
+        -- Summed as decimals: a sum of doubles depends on the order the rows meet, so two
+        -- builds of the same orders could differ in the last digit.
+        cast(sum(cast(revenue as decimal(38, 4))) as double) as revenue
     from {{ ref('campaign_attributed_orders') }}
     group by platform, campaign_id
 
